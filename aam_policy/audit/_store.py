@@ -1,0 +1,423 @@
+"""The append-only, hash-chained audit store (SQLite).
+
+Layout (the file may be shared with the session and approval tables; these names are ours):
+
+* ``events(seq, event_id UNIQUE, ts_ns, type, session_id, actor, payload_json, prev_hash,
+  hash)`` — ``seq`` counts from 1 without gaps; ``hash`` chains every event to the one before
+  (see ``_chain``);
+* ``chain_head(id = 0, seq, hash)`` — the last event, written in the same transaction as the
+  event. The chain alone cannot show that its tail was cut off; comparing with the head can;
+* triggers that RAISE on UPDATE or DELETE of ``events``, on an INSERT that does not extend the
+  head, and on a head that moves anywhere but forward to the last event. They stop accidents
+  and casual edits; `verify()` does not rely on them, so tampering by someone who dropped them
+  is still found.
+
+Durability: WAL with ``synchronous=FULL``. Each append (or batch) is one ``BEGIN IMMEDIATE``
+transaction, so a writer killed at any instant leaves either the whole event (and the head that
+covers it) or nothing, and a committed event survives a power cut, not only a process crash:
+an audit trail that forgets the last seconds before an incident is the wrong trade for a few
+hundred microseconds per append. Pass ``synchronous="NORMAL"`` to trade that for throughput.
+
+Concurrency: one connection per thread (and per process after a fork) plus an in-process lock
+around writes. ``BEGIN IMMEDIATE`` takes SQLite's write lock before the head is read, so
+writers in other processes queue behind it (busy timeout 30 s) and the chain stays linear.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ._chain import GENESIS, Row, canonical_json, check_chain, event_hash
+from ._ingest import decision_event_id, decision_from_opa
+from ._models import EVENT_TYPES, AuditEvent, ChainHead, VerifyResult
+from ._redact import redact
+from ._trace import Trace, build_trace
+
+_COLUMNS = "seq, event_id, ts_ns, type, session_id, actor, payload_json, prev_hash, hash"
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        ts_ns INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        session_id TEXT,
+        actor TEXT,
+        payload_json TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_session ON events (session_id, seq)",
+    """CREATE TABLE IF NOT EXISTS chain_head (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+    f"INSERT OR IGNORE INTO chain_head (id, seq, hash) VALUES (0, 0, '{GENESIS}')",
+    """CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'audit events are append-only: UPDATE refused'); END""",
+    """CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'audit events are append-only: DELETE refused'); END""",
+    """CREATE TRIGGER IF NOT EXISTS events_extend_head BEFORE INSERT ON events
+    WHEN NEW.seq IS NOT (SELECT seq + 1 FROM chain_head WHERE id = 0)
+      OR NEW.prev_hash IS NOT (SELECT hash FROM chain_head WHERE id = 0)
+    BEGIN SELECT RAISE(ABORT, 'audit events are append-only: an insert must extend the chain');
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS chain_head_forward BEFORE UPDATE ON chain_head
+    WHEN NEW.id IS NOT OLD.id OR NEW.seq <= OLD.seq
+      OR NEW.hash IS NOT (SELECT hash FROM events WHERE seq = NEW.seq)
+      OR EXISTS (SELECT 1 FROM events WHERE seq > NEW.seq)
+    BEGIN SELECT RAISE(ABORT, 'the audit chain head only moves forward to the last event'); END""",
+    """CREATE TRIGGER IF NOT EXISTS chain_head_no_delete BEFORE DELETE ON chain_head
+    BEGIN SELECT RAISE(ABORT, 'the audit chain head cannot be deleted'); END""",
+)
+
+_SYNC_MODES = ("FULL", "NORMAL", "EXTRA")
+
+
+class _Pending(NamedTuple):
+    event_id: str
+    ts_ns: int
+    type: str
+    session_id: str | None
+    actor: str | None
+    payload_json: str
+
+
+class _ThreadConn(threading.local):
+    conn: sqlite3.Connection | None = None
+    owner: tuple[int, int] = (0, 0)  # (pid, store generation) the connection belongs to
+
+
+class AuditStore:
+    """Append-only, hash-chained audit trail in one SQLite file. Thread- and process-safe.
+
+    ```python
+    store = AuditStore("audit.db")
+    store.append("session.opened", "sess_1", {"human": "alice@example.com", ...}, actor="alice")
+    store.verify()          # VerifyResult(ok=True, checked=1, ...)
+    print(render_trace(store.trace("sess_1")))
+    ```
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, synchronous: str = "FULL", timeout: float = 30.0
+    ) -> None:
+        if synchronous.upper() not in _SYNC_MODES:
+            raise ValueError(f"synchronous must be one of {', '.join(_SYNC_MODES)}")
+        self.path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._timeout = timeout
+        self._local = _ThreadConn()
+        self._write_lock = threading.Lock()
+        self._conns_lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        self._generation = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        with self._write_lock, self._transaction(conn):
+            for statement in _SCHEMA:
+                conn.execute(statement)
+
+    def __repr__(self) -> str:
+        return f"AuditStore({str(self.path)!r})"
+
+    def __enter__(self) -> AuditStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every connection this store opened (they reopen on next use)."""
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+            self._generation += 1
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    # --- writing --------------------------------------------------------------------------------
+
+    def append(
+        self,
+        type: str,
+        session_id: str | None,
+        payload: Mapping[str, Any],
+        actor: str | None = None,
+        ts_ns: int | None = None,
+    ) -> AuditEvent:
+        """Redact `payload`, chain it after the last event and commit. Returns the stored event.
+
+        A ``decision`` whose payload has a ``decision_id`` is stored once: appending it again
+        (or ingesting the same OPA decision) returns the event already stored.
+        """
+        pending = self._prepare(type, session_id, payload, actor, ts_ns)
+        return self._write([pending])[0][0]
+
+    def append_many(
+        self, items: Sequence[tuple[str, str | None, Mapping[str, Any], str | None]]
+    ) -> list[AuditEvent]:
+        """Append (type, session_id, payload, actor) items in one transaction: all or none."""
+        pending = [self._prepare(t, s, p, a, None) for t, s, p, a in items]
+        return [event for event, _ in self._write(pending)]
+
+    def ingest_decision_logs(self, events: Sequence[Mapping[str, Any]]) -> int:
+        """Store OPA decision-log events as ``decision`` audit events (see ``_ingest``).
+
+        One transaction per upload. Idempotent on ``decision_id``: returns how many events were
+        new; events without a decision id are skipped.
+        """
+        if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
+            raise TypeError("decision logs must be a list of event objects")
+        pending = []
+        for event in events:
+            if not isinstance(event, Mapping):
+                raise TypeError("decision logs must be a list of event objects")
+            mapped = decision_from_opa(event)
+            if mapped is not None:
+                pending.append(
+                    _Pending(
+                        mapped.event_id,
+                        mapped.ts_ns,
+                        "decision",
+                        mapped.session_id,
+                        mapped.actor,
+                        canonical_json(redact(mapped.payload)),
+                    )
+                )
+        if not pending:
+            return 0
+        return sum(1 for _, inserted in self._write(pending) if inserted)
+
+    def _prepare(
+        self,
+        type_: str,
+        session_id: str | None,
+        payload: Mapping[str, Any],
+        actor: str | None,
+        ts_ns: int | None,
+    ) -> _Pending:
+        if type_ not in EVENT_TYPES:
+            expected = ", ".join(sorted(EVENT_TYPES))
+            raise ValueError(f"unknown audit event type {type_!r} (expected one of {expected})")
+        for name, value in (("session_id", session_id), ("actor", actor)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a string or None, not {type(value).__name__}")
+        if ts_ns is None:
+            ts_ns = time.time_ns()
+        elif isinstance(ts_ns, bool) or not isinstance(ts_ns, int):
+            raise TypeError("ts_ns must be an integer (nanoseconds since the epoch)")
+        clean = redact(payload)
+        decision_id = clean.get("decision_id") if type_ == "decision" else None
+        if isinstance(decision_id, str) and decision_id:
+            event_id = decision_event_id(decision_id)
+        else:
+            event_id = f"evt_{uuid.uuid4().hex}"
+        return _Pending(event_id, int(ts_ns), type_, session_id, actor, canonical_json(clean))
+
+    def _write(self, items: Sequence[_Pending]) -> list[tuple[AuditEvent, bool]]:
+        conn = self._conn()
+        out: list[tuple[AuditEvent, bool]] = []
+        with self._write_lock, self._transaction(conn):
+            head = conn.execute("SELECT seq, hash FROM chain_head WHERE id = 0").fetchone()
+            if head is None:
+                raise RuntimeError(
+                    f"{self.path}: the audit chain head is missing — the database was tampered "
+                    "with; run `aam audit verify`"
+                )
+            seq, prev = head
+            for item in items:
+                existing = conn.execute(
+                    f"SELECT {_COLUMNS} FROM events WHERE event_id = ?", (item.event_id,)
+                ).fetchone()
+                if existing is not None:
+                    out.append((_event(Row(*existing)), False))
+                    continue
+                seq += 1
+                digest = event_hash(
+                    seq,
+                    item.event_id,
+                    item.ts_ns,
+                    item.type,
+                    item.session_id,
+                    item.actor,
+                    item.payload_json,
+                    prev,
+                )
+                row = Row(
+                    seq,
+                    item.event_id,
+                    item.ts_ns,
+                    item.type,
+                    item.session_id,
+                    item.actor,
+                    item.payload_json,
+                    prev,
+                    digest,
+                )
+                conn.execute(f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", row)
+                conn.execute("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 0", (seq, digest))
+                prev = digest
+                out.append((_event(row), True))
+        return out
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def events(
+        self,
+        session_id: str | None = None,
+        after_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
+        """Stored events in seq order, optionally of one session and/or after a seq."""
+        where, params = [], []
+        if session_id is not None:
+            where.append("session_id = ?")
+            params.append(session_id)
+        if after_seq is not None:
+            where.append("seq > ?")
+            params.append(after_seq)
+        sql = f"SELECT {_COLUMNS} FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = self._conn().execute(sql, params).fetchall()
+        return [_event(Row(*r)) for r in rows]
+
+    def get(self, seq: int) -> AuditEvent | None:
+        row = self._conn().execute(f"SELECT {_COLUMNS} FROM events WHERE seq = ?", (seq,))
+        found = row.fetchone()
+        return None if found is None else _event(Row(*found))
+
+    def head(self) -> ChainHead:
+        """The recorded last event (seq 0 and the genesis hash when empty)."""
+        row = self._conn().execute("SELECT seq, hash FROM chain_head WHERE id = 0").fetchone()
+        return ChainHead(seq=0, hash=GENESIS) if row is None else ChainHead(seq=row[0], hash=row[1])
+
+    def __len__(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def verify(self, anchor: ChainHead | None = None) -> VerifyResult:
+        """Recompute the whole chain and compare it with the recorded head (and `anchor`).
+
+        Detects edited, deleted, inserted and reordered events and a truncated tail, and names
+        the first bad event. Reads one consistent snapshot, so concurrent appends are fine.
+        """
+        conn = self._conn()
+        with self._snapshot(conn):
+            head_row = conn.execute("SELECT seq, hash FROM chain_head WHERE id = 0").fetchone()
+            head = None if head_row is None else (int(head_row[0]), str(head_row[1]))
+
+            def seq_of_hash(digest: str, exclude: int) -> int | None:
+                found = conn.execute(
+                    "SELECT seq FROM events WHERE hash = ? AND seq != ? ORDER BY seq LIMIT 1",
+                    (digest, exclude),
+                ).fetchone()
+                return None if found is None else int(found[0])
+
+            def row_at(seq: int) -> Row | None:
+                found = conn.execute(f"SELECT {_COLUMNS} FROM events WHERE seq = ?", (seq,))
+                row = found.fetchone()
+                return None if row is None else Row(*row)
+
+            rows = (Row(*r) for r in conn.execute(f"SELECT {_COLUMNS} FROM events ORDER BY seq"))
+            report = check_chain(
+                rows,
+                head,
+                seq_of_hash,
+                row_at,
+                None if anchor is None else (anchor.seq, anchor.hash),
+            )
+        last = ChainHead(seq=report.last_seq, hash=report.last_hash)
+        if report.problem is None:
+            return VerifyResult(ok=True, checked=report.checked, head=last)
+        return VerifyResult(
+            ok=False,
+            checked=report.checked,
+            first_bad_seq=report.problem.first_bad_seq,
+            problem=report.problem.problem,
+            head=None if head is None else ChainHead(seq=head[0], hash=head[1]),
+        )
+
+    def trace(self, session_id: str) -> Trace:
+        """Rebuild one session's causal chain (see `aam_policy.audit.build_trace`)."""
+        return build_trace(session_id, self.events(session_id=session_id))
+
+    # --- connections ----------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        local = self._local
+        owner = (os.getpid(), self._generation)
+        if local.conn is None or local.owner != owner:
+            # A connection inherited through fork() must never be used: SQLite's locks
+            # belong to the parent.
+            local.conn = self._connect()
+            local.owner = owner
+        return local.conn
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        # So an INSERT OR REPLACE through this connection fires the DELETE trigger.
+        conn.execute("PRAGMA recursive_triggers = ON")
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("BEGIN")  # deferred: the first read pins one WAL snapshot
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
+
+def _event(row: Row) -> AuditEvent:
+    try:
+        payload = json.loads(row.payload_json)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        # Only a tampered row gets here; keep it readable so trace and verify can show it.
+        payload = {"_unreadable_payload": row.payload_json[:200]}
+    return AuditEvent.model_construct(
+        seq=row.seq,
+        event_id=row.event_id,
+        ts_ns=row.ts_ns,
+        type=row.type,
+        session_id=row.session_id,
+        actor=row.actor,
+        payload=payload,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )

@@ -1,0 +1,1 @@
+"""aam_policy.intents"""
