@@ -200,8 +200,85 @@ def _version() -> str:
     return f"aam-policy {__version__}"
 
 
-# Commands of later layers register themselves here (sidecar, sessions, audit, quickstart).
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+# --- runtime: sidecar / push / trace / audit ---------------------------------------------------
+
+
+def _cmd_sidecar(args: argparse.Namespace) -> int:
+    from aam_policy.sidecar.__main__ import main as sidecar_main
+
+    return sidecar_main(args.sidecar_args)
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from aam_policy.sidecar import PushError, push_bundle
+
+    try:
+        result = push_bundle(Path(args.bundle), args.url, timeout=args.timeout)
+    except PushError as exc:
+        return _fail(str(exc))
+    print(f"pushed revision {result.revision[:12]} to {args.url}: {len(result.policies)} policies")
+    return EXIT_OK
+
+
+def _open_audit(db: str):  # -> AuditStore
+    from aam_policy.audit import AuditStore
+
+    if not Path(db).is_file():
+        raise UsageError(f"{db}: no such audit database")
+    return AuditStore(db)
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from aam_policy.audit import render_trace
+
+    with _open_audit(args.db) as store:
+        trace = store.trace(args.session)
+    if not trace.found:
+        print(f"aam: no events for session {args.session}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(trace.to_json(), indent=2, sort_keys=True))
+    else:
+        print(render_trace(trace, color=sys.stdout.isatty()))
+    return EXIT_OK
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    with _open_audit(args.db) as store:
+        result = store.verify()
+    print(result)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _register_runtime(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sidecar",
+        help="run the OPA-compatible decision sidecar (flags: aam sidecar -- --help)",
+        add_help=False,
+    )
+    p.add_argument("sidecar_args", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=_cmd_sidecar)
+
+    p = sub.add_parser("push", help="load a compiled bundle into a running OPA (real or ours)")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--url", default="http://127.0.0.1:8181")
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.set_defaults(handler=_cmd_push)
+
+    p = sub.add_parser("trace", help="rebuild one session's causal chain from the audit store")
+    p.add_argument("session")
+    p.add_argument("--db", default="aam-audit.db")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_trace)
+
+    p = sub.add_parser("audit", help="audit store commands")
+    audit_sub = p.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    v = audit_sub.add_parser("verify", help="check the hash chain; names the first bad event")
+    v.add_argument("--db", default="aam-audit.db")
+    v.set_defaults(handler=_cmd_audit_verify)
+
+
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_runtime]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

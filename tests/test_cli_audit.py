@@ -1,0 +1,82 @@
+"""`aam trace` and `aam audit verify` run as the real command against a real SQLite store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from aam_policy.audit import AuditStore
+
+
+def _aam(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aam_policy.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+PROMPT = "please refund charge ch_123 for the customer, " + "details " * 40
+
+
+def _store_with_session(path: Path) -> None:
+    with AuditStore(path) as store:
+        store.append(
+            "session.opened",
+            "sess_cli",
+            {
+                "human": "alice@example.com",
+                "agent": "spiffe://example.org/agents/bot",
+                "intent": "resolve-support-ticket",
+                "purpose": "refund",
+                "prompt": PROMPT,
+                "expires_at_ns": 2,
+                "ttl_seconds": 600,
+            },
+            actor="alice@example.com",
+        )
+        store.append("session.teardown", "sess_cli", {"reason": "completed"}, actor="alice")
+
+
+def test_verify_passes_then_names_the_edited_event(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    _store_with_session(db)
+    ok = _aam("audit", "verify", "--db", str(db))
+    assert ok.returncode == 0, ok.stderr
+    with sqlite3.connect(db) as conn:
+        triggers = [
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")
+        ]
+        for name in triggers:
+            conn.execute(f'DROP TRIGGER "{name}"')
+        conn.execute("UPDATE events SET payload_json = replace(payload_json, 'refund', 'steal')")
+    bad = _aam("audit", "verify", "--db", str(db))
+    assert bad.returncode == 1
+    assert "event 1" in bad.stdout
+
+
+def test_trace_prints_the_session_and_json(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    _store_with_session(db)
+    text = _aam("trace", "sess_cli", "--db", str(db))
+    assert text.returncode == 0, text.stderr
+    assert "alice@example.com" in text.stdout
+    assert PROMPT not in text.stdout  # only a hash and a short excerpt, never the whole prompt
+    assert hashlib.sha256(PROMPT.encode()).hexdigest()[:6] in text.stdout
+    as_json = _aam("trace", "sess_cli", "--db", str(db), "--json")
+    assert json.loads(as_json.stdout)
+
+
+def test_unknown_session_and_missing_db_are_clear_errors(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    _store_with_session(db)
+    assert _aam("trace", "sess_nope", "--db", str(db)).returncode == 1
+    missing = _aam("audit", "verify", "--db", str(tmp_path / "none.db"))
+    assert missing.returncode == 2
+    assert "no such audit database" in missing.stderr
+    assert "Traceback" not in missing.stderr
