@@ -1,1 +1,0 @@
-"""Suite-wide pytest configuration."""
