@@ -7,10 +7,14 @@ Each command imports what it needs lazily so `aam validate` does not pay for the
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -278,7 +282,386 @@ def _register_runtime(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(handler=_cmd_audit_verify)
 
 
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_runtime]
+# --- operator: session / approvals / collector -------------------------------------------------
+
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_NS = 1_000_000_000
+
+
+def _ttl(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text.lower())
+    if match is None or int(match[1]) == 0:
+        raise argparse.ArgumentTypeError(f"invalid ttl {text!r}: use seconds or N[smhd], e.g. 5m")
+    return int(match[1]) * _TTL_UNITS[match[2] or "s"]
+
+
+def _addr(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"invalid address {text!r}: expected HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _operator_errors() -> tuple[type[BaseException], ...]:
+    """Library errors that are the operator's input or environment, not a bug: exit 2."""
+    import sqlite3
+
+    from aam_policy.engine import PolicyLoadError
+    from aam_policy.escalation import EscalationError
+    from aam_policy.sessions import SessionError
+
+    return (SessionError, EscalationError, PolicyLoadError, ValueError, OSError, sqlite3.Error)
+
+
+def _one_line(exc: BaseException) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        # pydantic's str() spans lines and echoes the input; the field and message suffice.
+        return "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"
+    return " ".join(str(exc).split())
+
+
+def _state(args: argparse.Namespace):  # -> StateDir
+    from aam_policy._state import StateDir
+
+    return StateDir.resolve(args.state)
+
+
+def _actor(args: argparse.Namespace) -> str | None:
+    """Who to record in the audit trail: --actor, else the local OS user."""
+    if args.actor:
+        return str(args.actor)
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return None
+
+
+def _when(ns: int, now: int) -> str:
+    stamp = datetime.fromtimestamp(ns / _NS, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    delta = (ns - now) // _NS
+    return f"{stamp} (in {_span(delta)})" if delta >= 0 else f"{stamp} ({_span(-delta)} ago)"
+
+
+def _span(seconds: int) -> str:
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    )
+
+
+def _session_status(session: Any, now: int) -> str:
+    if session.ended:
+        return str(session.end_kind)
+    return "live" if now < session.expires_at_ns else "expired"
+
+
+def _cmd_session_open(args: argparse.Namespace) -> int:
+    import time
+
+    from aam_policy.engine import load_policy
+
+    try:
+        prompt = ""
+        if args.prompt_file == "-":
+            prompt = sys.stdin.read()
+        elif args.prompt_file:
+            prompt = Path(args.prompt_file).read_text(encoding="utf-8", errors="replace")
+        registry = load_policy([args.bundle]).registry
+        if not registry:
+            return _fail(f"{args.bundle}: no intent registry (data.aam.registry); use aam compile")
+        if args.intent not in registry:
+            known = ", ".join(sorted(registry))
+            return _fail(f"intent {args.intent!r} is not in the bundle (known: {known})")
+        broker = _state(args).open_broker(registry)
+        opened = broker.open(
+            {"id": args.human, "roles": args.role, "groups": args.group},
+            {"id": args.agent},
+            args.intent,
+            ttl=args.ttl,
+            purpose=args.purpose,
+            prompt=prompt,
+        )
+    except _operator_errors() as exc:
+        return _fail(_one_line(exc))
+    session = opened.session
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "session": session.id,
+                    "intent": session.intent,
+                    "human": session.human.id,
+                    "agent": session.agent.id,
+                    "expires_at_ns": session.expires_at_ns,
+                    "ttl_seconds": session.ttl_seconds,
+                    "ttl_requested_seconds": session.ttl_requested_seconds,
+                    "max_ttl_seconds": session.max_ttl_seconds,
+                    "ttl_capped": session.ttl_capped,
+                    "token": opened.token,
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
+        return EXIT_OK
+    print(f"session {session.id} opened for intent {session.intent}")
+    print(f"  human   {session.human.id}")
+    print(f"  agent   {session.agent.id}")
+    print(f"  expires {_when(session.expires_at_ns, time.time_ns())}")
+    if session.ttl_capped:
+        print(
+            f"  ttl     capped to the intent's maximum {session.max_ttl_seconds}s"
+            f" (requested {session.ttl_requested_seconds}s)"
+        )
+    # Shown once only: list/trace never print it. It carries no downstream credential.
+    print("token (shown only now; hand it to the agent):")
+    print(opened.token)
+    return EXIT_OK
+
+
+def _cmd_session_list(args: argparse.Namespace) -> int:
+    import time
+
+    try:
+        broker = _state(args).open_broker()
+        # Expired sessions are ended for real (and audited) so --all shows why they ended.
+        broker.sweep_expired()
+        sessions = broker.list(active_only=not args.all)
+    except _operator_errors() as exc:
+        return _fail(_one_line(exc))
+    now = time.time_ns()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {**s.model_dump(mode="json"), "status": _session_status(s, now)}
+                    for s in sessions
+                ],
+                indent=2,
+                sort_keys=True,
+            )
+        )
+        return EXIT_OK
+    if not sessions:
+        print("no sessions" if args.all else "no live sessions (--all shows ended ones)")
+        return EXIT_OK
+    rows = [
+        [
+            s.id,
+            _session_status(s, now),
+            s.intent,
+            s.human.id,
+            s.agent.id,
+            _when(s.ended_at_ns or s.expires_at_ns, now),
+            f"{s.actions_used}/{s.max_actions if s.max_actions is not None else '-'}",
+        ]
+        for s in sessions
+    ]
+    print(_table(["SESSION", "STATUS", "INTENT", "HUMAN", "AGENT", "ENDS", "ACTIONS"], rows))
+    return EXIT_OK
+
+
+def _cmd_session_teardown(args: argparse.Namespace) -> int:
+    try:
+        broker = _state(args).open_broker()
+        before = broker.get(args.session)
+        if before.ended:
+            print(f"session {before.id} had already ended ({before.end_kind}: {before.end_reason})")
+            return EXIT_OK
+        broker.teardown(args.session, args.reason, actor=_actor(args))
+    except _operator_errors() as exc:
+        return _fail(_one_line(exc))
+    print(f"session {args.session} torn down: {args.reason}")
+    return EXIT_OK
+
+
+def _cmd_session_revoke(args: argparse.Namespace) -> int:
+    try:
+        broker = _state(args).open_broker()
+        if args.session is not None:
+            broker.get(args.session)  # an unknown id is a typo, not "nothing to revoke"
+        revoked = broker.revoke(
+            args.session, agent=args.agent, human=args.human, reason=args.reason, actor=_actor(args)
+        )
+    except _operator_errors() as exc:
+        return _fail(_one_line(exc))
+    if not revoked:
+        print("no live session matched")
+    else:
+        print(f"revoked {len(revoked)} session(s): {', '.join(revoked)}")
+    return EXIT_OK
+
+
+def _cmd_approvals_list(args: argparse.Namespace) -> int:
+    import time
+
+    try:
+        queue = _state(args).open_queue()
+        # Requests past their deadline become `expired` (and audited) before being shown.
+        queue.expire_due()
+        approvals = queue.list(status=args.status, session_id=args.session)
+    except _operator_errors() as exc:
+        return _fail(_one_line(exc))
+    if args.json:
+        print(json.dumps([a.model_dump(mode="json") for a in approvals], indent=2, sort_keys=True))
+        return EXIT_OK
+    if not approvals:
+        print("no approvals")
+        return EXIT_OK
+    now = time.time_ns()
+    rows = [
+        [
+            a.id,
+            a.status,
+            a.session_id,
+            str(a.action.get("tool") or "-"),
+            a.human or "-",
+            ", ".join(a.approvers),
+            f"expires {_when(a.expires_at_ns, now)}"
+            if a.status == "pending"
+            else f"by {a.resolved_by or '-'}: {a.why or ''}",
+        ]
+        for a in approvals
+    ]
+    print(_table(["APPROVAL", "STATUS", "SESSION", "TOOL", "HUMAN", "APPROVERS", ""], rows))
+    return EXIT_OK
+
+
+def _cmd_approvals_resolve(args: argparse.Namespace) -> int:
+    import time
+
+    try:
+        queue = _state(args).open_queue()
+        resolve = queue.approve if args.verdict == "approve" else queue.deny
+        approval = resolve(args.approval, {"id": args.approver, "roles": args.role}, args.why)
+    except _operator_errors() as exc:
+        return _fail(_one_line(exc))
+    line = f"approval {approval.id} {approval.status} by {approval.resolved_by}"
+    if approval.grant_expires_at_ns is not None:
+        line += (
+            f"; grant for session {approval.session_id} valid until"
+            f" {_when(approval.grant_expires_at_ns, time.time_ns())}"
+        )
+    print(line)
+    return EXIT_OK
+
+
+def _cmd_collector(args: argparse.Namespace) -> int:
+    from aam_policy.audit import AuditStore, CollectorServer
+
+    host, port = args.addr
+    try:
+        store = AuditStore(args.audit_db) if args.audit_db else _state(args).open_audit()
+        server = CollectorServer(store, host, port)
+    except _operator_errors() as exc:
+        return _fail(_one_line(exc))
+    print(f"aam collector: POST {server.url}/logs -> {store.path}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        store.close()
+    return EXIT_OK
+
+
+def _register_operator(sub: argparse._SubParsersAction) -> None:
+    def state_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--state", help="state directory (default: $AAM_STATE_DIR, else ./.aam)")
+
+    def actor_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--actor", help="who to record in the audit trail (default: OS user)")
+
+    p = sub.add_parser("session", help="open, list, tear down and revoke JIT agent sessions")
+    session_sub = p.add_subparsers(dest="session_command", metavar="COMMAND", required=True)
+
+    s = session_sub.add_parser("open", help="open a session; prints its token once")
+    s.add_argument("--bundle", required=True, help="compiled bundle (directory or tarball)")
+    s.add_argument("--intent", required=True, help="intent id from the bundle")
+    s.add_argument("--human", required=True, help="the person the agent acts for")
+    s.add_argument("--role", action="append", default=[], help="the human's role (repeatable)")
+    s.add_argument("--group", action="append", default=[], help="the human's group (repeatable)")
+    s.add_argument("--agent", required=True, help="the agent's identity (e.g. a SPIFFE id)")
+    s.add_argument("--ttl", type=_ttl, help="300, 90s, 5m, 1h (capped by the intent's max)")
+    s.add_argument("--purpose", default="", help="why the session is opened")
+    s.add_argument("--prompt-file", help="the prompt ('-' = stdin); only its hash is kept")
+    s.add_argument("--json", action="store_true")
+    state_flag(s)
+    s.set_defaults(handler=_cmd_session_open)
+
+    s = session_sub.add_parser("list", help="live sessions (expired ones are swept first)")
+    s.add_argument("--all", action="store_true", help="include ended sessions")
+    s.add_argument("--json", action="store_true")
+    state_flag(s)
+    s.set_defaults(handler=_cmd_session_list)
+
+    s = session_sub.add_parser("teardown", help="end a session (completed)")
+    s.add_argument("session", help="session id")
+    s.add_argument("--reason", default="completed")
+    actor_flag(s)
+    state_flag(s)
+    s.set_defaults(handler=_cmd_session_teardown)
+
+    s = session_sub.add_parser("revoke", help="revoke live sessions by id, agent or human")
+    target = s.add_mutually_exclusive_group(required=True)
+    target.add_argument("--session", help="session id")
+    target.add_argument("--agent", help="every live session of this agent")
+    target.add_argument("--human", help="every live session of this human")
+    s.add_argument("--reason", default="revoked")
+    actor_flag(s)
+    state_flag(s)
+    s.set_defaults(handler=_cmd_session_revoke)
+
+    p = sub.add_parser("approvals", help="list and resolve human approval requests")
+    approvals_sub = p.add_subparsers(dest="approvals_command", metavar="COMMAND", required=True)
+
+    a = approvals_sub.add_parser("list", help="approval requests, oldest first")
+    a.add_argument("--status", choices=["pending", "approved", "denied", "expired"])
+    a.add_argument("--session", help="only this session's requests")
+    a.add_argument("--json", action="store_true")
+    state_flag(a)
+    a.set_defaults(handler=_cmd_approvals_list)
+
+    for verdict, help_text in (
+        ("approve", "approve a pending request (creates a grant)"),
+        ("deny", "deny a pending request"),
+    ):
+        a = approvals_sub.add_parser(verdict, help=help_text)
+        a.add_argument("approval", help="approval id")
+        a.add_argument("--approver", required=True, help="your identity")
+        a.add_argument("--role", action="append", default=[], help="your role (repeatable)")
+        a.add_argument("--why", required=True, help="the reason, recorded in the audit trail")
+        state_flag(a)
+        a.set_defaults(handler=_cmd_approvals_resolve, verdict=verdict)
+
+    p = sub.add_parser("collector", help="receive OPA decision logs (POST /logs) into the audit")
+    p.add_argument("--addr", type=_addr, default=("127.0.0.1", 8282), help="HOST:PORT")
+    p.add_argument("--audit-db", help="audit database (default: the state's audit.db)")
+    state_flag(p)
+    p.set_defaults(handler=_cmd_collector)
+
+
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _register_runtime,
+    _register_operator,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -135,12 +135,17 @@ def test_manifest_and_revision(tmp_path: Path) -> None:
     data = json.loads(bundle.files["data.json"])
     assert data["aam"]["bundle"] == {"revision": bundle.revision}
 
-    # REV = sha256 over every other file (data.json with an empty revision), in path order
+    # REV = sha256 over every other file, in path order, with the revision stamped empty in
+    # data.json and in each intent module's entry literal
     files = dict(bundle.files)
     del files[".manifest"]
     data["aam"]["bundle"]["revision"] = ""
     text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     files["data.json"] = text.encode()
+    stamp = f'\n\t"bundle_revision": "{bundle.revision}",\n'.encode()
+    for path in [p for p in files if p.startswith("aam/intents/")]:
+        assert files[path].count(stamp) == 1
+        files[path] = files[path].replace(stamp, b'\n\t"bundle_revision": "",\n')
     digest = hashlib.sha256()
     for path in sorted(files):
         digest.update(f"{path}\n{len(files[path])}\n".encode())
@@ -229,7 +234,9 @@ def test_generated_module_shape(tmp_path: Path) -> None:
         "\tinput.action.parameters.amount > 100\n"
         "}\n"
     ) in module
-    assert module.endswith("\ndecision := core.decide(escalations)\n")
+    assert '\nintent := {\n\t"break_glass": {\n' in module
+    assert f'\n\t"bundle_revision": "{bundle.revision}",\n' in module
+    assert module.endswith("\ndecision := core.decide(intent, escalations)\n")
     # opa fmt style: tabs, no trailing whitespace, no double blank lines
     for line in module.splitlines():
         assert line == line.rstrip()

@@ -30,6 +30,7 @@ from aam_policy.compiler._validate import check_intent
 MANIFEST = ".manifest"
 DATA = "data.json"
 ROOTS = ["aam"]
+_UNSTAMPED = b'\n\t"bundle_revision": "",\n'
 
 
 @dataclass(frozen=True)
@@ -97,23 +98,34 @@ def render_bundle(intents: Sequence[Any]) -> CompiledBundle:
             raise CompileError(f"intent {ident!r} is defined more than once")
         checked[ident] = (original, doc)
 
-    files = dict(core_files())
-    registry = {}
-    for ident in sorted(checked):
-        original, doc = checked[ident]
-        package = package_name(ident)
-        registry[ident] = registry_entry(original, doc)
-        files[f"aam/intents/{package}.rego"] = _utf8(render_intent_module(doc), ident)
-        if doc["spec"]["examples"]:
-            files[f"aam/tests/{package}_test.rego"] = _utf8(render_test_module(doc), ident)
+    registry = {ident: registry_entry(*checked[ident]) for ident in sorted(checked)}
+    tests = {
+        f"aam/tests/{package_name(ident)}_test.rego": _utf8(render_test_module(doc), ident)
+        for ident, (_, doc) in checked.items()
+        if doc["spec"]["examples"]
+    }
 
-    # The revision hashes data.json with an empty revision, then data.json carries it.
-    def data(revision: str) -> bytes:
-        return json_bytes({"aam": {"bundle": {"revision": revision}, "registry": registry}})
+    # The revision is stamped into data.json and into every intent module (which read it
+    # without a `data.` lookup): hash the bundle with an empty revision, then stamp it.
+    # Modules are rendered once; the stamp replaces the one top-level line of the entry
+    # literal holding it (other keys sit deeper or are ids that cannot spell it).
+    modules = {
+        f"aam/intents/{package_name(ident)}.rego": _utf8(
+            render_intent_module(doc, registry[ident], ""), ident
+        )
+        for ident, (_, doc) in checked.items()
+    }
 
-    files[DATA] = data("")
-    revision = bundle_revision(files)
-    files[DATA] = data(revision)
+    def stamped(revision: str) -> dict[str, bytes]:
+        line = f'\n\t"bundle_revision": {json.dumps(revision)},\n'.encode()
+        files = {**core_files(), **tests}
+        for path, module in modules.items():
+            files[path] = module.replace(_UNSTAMPED, line, 1)
+        files[DATA] = json_bytes({"aam": {"bundle": {"revision": revision}, "registry": registry}})
+        return files
+
+    revision = bundle_revision(stamped(""))
+    files = stamped(revision)
     files[MANIFEST] = json_bytes(
         {
             "revision": revision,

@@ -82,8 +82,9 @@ def registry_entry(original: dict[str, Any], doc: dict[str, Any]) -> dict[str, A
     }
 
 
-def render_intent_module(doc: dict[str, Any]) -> str:
-    """`aam/intents/<pkg>.rego`: the escalations of every tool, then `decision`."""
+def render_intent_module(doc: dict[str, Any], entry: dict[str, Any], bundle_revision: str) -> str:
+    """`aam/intents/<pkg>.rego`: the escalations of every tool, the registry `entry` with the
+    bundle revision as a literal, then `decision`."""
     escalations: list[dict[str, Any]] = []
     helpers: list[Helper] = []
     for t, tool in enumerate(doc["spec"]["tools"]):
@@ -112,6 +113,7 @@ def render_intent_module(doc: dict[str, Any]) -> str:
         package=package_name(meta["id"]),
         escalations=escalations,
         helpers=helpers,
+        entry={**entry, "bundle_revision": bundle_revision},
     )
 
 

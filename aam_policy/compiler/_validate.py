@@ -11,48 +11,25 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from aam_policy.compiler._errors import CompileError
-
-INTENT_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
-PATH_SEGMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-PATH_ROOTS = ("actor", "action", "data", "session", "context", "delegation")
-APPROVER = re.compile(r"^(role|user):\S.*$", re.DOTALL)
-# C0/C1 controls: never valid inside an agent id or approver name
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-SURROGATE = re.compile("[\ud800-\udfff]")
-
-LEVELS = ("public", "internal", "confidential", "restricted")
-OPERATIONS = ("read", "write", "delete", "execute", "transfer")
-OUTCOMES = ("allow", "deny", "escalate")
-LEAF_OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "matches", "exists")
-REASON_CODES = (
-    "no_intent",
-    "principal_not_allowed",
-    "agent_not_allowed",
-    "tool_not_in_intent",
-    "operation_not_allowed",
-    "sensitivity_exceeds_ceiling",
-    "environment_not_allowed",
-    "session_missing",
-    "session_expired",
-    "session_revoked",
-    "session_intent_mismatch",
-    "session_budget_exhausted",
-    "delegation_too_deep",
-    "delegate_not_allowed",
-    "delegation_scope_exceeded",
-    "chain_blocked",
-    "escalation_required",
-    "approval_granted",
-    "break_glass",
+from aam_policy.intents._patterns import (
+    APPROVER,
+    CONTROL,
+    INTENT_ID,
+    LEAF_OPS,
+    LEVELS,
+    MAX_CONDITION_DEPTH,
+    OPERATIONS,
+    OUTCOMES,
+    PATH_ROOTS,
+    PATH_SEGMENT,
+    REASON_CODES,
+    SURROGATE,
+    TOOL_NAME,
 )
-# deep enough for any sane policy, shallow enough that recursion can never be the failure
-MAX_CONDITION_DEPTH = 32
 
 
 def intent_document(intent: Any) -> dict[str, Any]:

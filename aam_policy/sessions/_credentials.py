@@ -9,27 +9,17 @@ Values are wrapped in pydantic `SecretStr`, so repr/str of anything holding them
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import SecretStr
 
+# Re-exported as aam_policy.sessions.action_fingerprint: the client owns the canonical form, so
+# the broker checks grants with the very function the enforcement point fingerprints with.
+from aam_policy.client import action_fingerprint as action_fingerprint
+
 from ._models import CredentialDenied
-
-
-def action_fingerprint(action: Mapping[str, Any]) -> str:
-    """sha256 hex of the canonical JSON of an action's tool, operation, target and parameters.
-
-    Canonical = sorted keys, no whitespace, UTF-8 (not ASCII-escaped). The enforcement point
-    must compute `input.action.fingerprint` with this same function.
-    """
-    subject = {key: action.get(key) for key in ("tool", "operation", "target", "parameters")}
-    canonical = json.dumps(subject, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 # The core decision library: every guardrail of DESIGN.md, shared by all compiled intents.
 #
-# A compiled intent module (package aam.intents.<pkg>) computes only its escalations and calls
-# `decide(escalations)`; everything static about the intent (principals, tools, ceilings,
-# environments, session limits, chaining, delegation, break-glass) is read from
-# data.aam.registry[input.intent.id], so one copy of this logic serves every intent and the cost
-# of a decision does not depend on how many intents the bundle holds.
+# A compiled intent module (package aam.intents.<pkg>) holds its registry entry as a literal
+# (`intent`), computes its escalations and calls `decide(intent, escalations)`. The library is
+# written as functions of that entry plus rules over `input` only: no `data.` reference is on
+# the decision path, so the cost of a decision does not depend on how many intents the bundle
+# holds (regorus resolves any `data.` ref in time that grows with the number of modules; OPA
+# does not care either way).
 #
 # Fail-safe reading of the request: a missing or malformed field never makes a deny reason
 # disappear. Every reason is built from values that are always defined (object.get with a
@@ -16,8 +17,6 @@ import rego.v1
 # Sensitivity levels, ordered. An unknown level counts as the highest.
 levels := {"public": 0, "internal": 1, "confidential": 2, "restricted": 3}
 
-highest_level := 3
-
 # --- the request, read defensively ----------------------------------------------------------
 
 # The enforcement point's clock is "now", so a decision can be replayed.
@@ -25,201 +24,215 @@ now_ns := input.context.time_ns if {
 	is_number(input.context.time_ns)
 } else := time.now_ns()
 
-intent_id := input.intent.id if is_string(input.intent.id)
-
 default shown_intent := null
 
-shown_intent := intent_id
-
-intent := data.aam.registry[intent_id]
+shown_intent := input.intent.id if is_string(input.intent.id)
 
 tool_name := object.get(input, ["action", "tool"], "(none)")
 
 operation := object.get(input, ["action", "operation"], "(none)")
 
-tool := intent.tools[input.action.tool]
-
 session := input.session if is_object(input.session)
+
+session_id := object.get(session, "id", "(none)")
 
 default data_level := 3
 
 data_level := levels[input.data.sensitivity]
 
+default seen_level := 3
+
+seen_level := levels[session.max_sensitivity_seen]
+
 default hops := []
 
 hops := input.delegation if is_array(input.delegation)
 
-# --- deny reasons ---------------------------------------------------------------------------
+human_id := object.get(input, ["actor", "human", "id"], "(none)")
 
-deny_reasons contains reason("no_intent", msg) if {
-	not intent
-	msg := sprintf("intent %v is not defined in this bundle", [object.get(input, ["intent", "id"], "(none)")])
-}
-
-# principals: a human is admitted by role, by id or by group
-
-human_admitted if {
-	some role in input.actor.human.roles
-	role in intent.principals.human_roles
-}
-
-human_admitted if input.actor.human.id in intent.principals.humans
-
-human_admitted if {
-	some group in input.actor.human.groups
-	group in intent.principals.groups
-}
-
-deny_reasons contains reason("principal_not_allowed", msg) if {
-	intent
-	not human_admitted
-	msg := sprintf("human %v has no role, id or group admitted by intent %v", [
-		object.get(input, ["actor", "human", "id"], "(none)"),
-		intent_id,
-	])
-}
-
-deny_reasons contains reason("principal_not_allowed", msg) if {
-	intent
-	session
-	not session.human == input.actor.human.id
-	msg := sprintf("session belongs to %v, not to %v", [
-		object.get(session, "human", "(none)"),
-		object.get(input, ["actor", "human", "id"], "(none)"),
-	])
-}
-
-deny_reasons contains reason("agent_not_allowed", msg) if {
-	intent
-	not input.actor.agent.id in intent.principals.agents
-	msg := sprintf("agent %v is not admitted by intent %v", [
-		object.get(input, ["actor", "agent", "id"], "(none)"),
-		intent_id,
-	])
-}
-
-deny_reasons contains reason("agent_not_allowed", msg) if {
-	intent
-	session
-	not session.agent == input.actor.agent.id
-	msg := sprintf("session was issued to agent %v, not to %v", [
-		object.get(session, "agent", "(none)"),
-		object.get(input, ["actor", "agent", "id"], "(none)"),
-	])
-}
-
-# tools, operations, data, environment
-
-deny_reasons contains reason("tool_not_in_intent", msg) if {
-	intent
-	not tool
-	msg := sprintf("tool %v is not part of intent %v", [tool_name, intent_id])
-}
-
-deny_reasons contains reason("operation_not_allowed", msg) if {
-	tool
-	not input.action.operation in tool.operations
-	msg := sprintf("operation %v is not allowed for tool %v", [operation, tool_name])
-}
-
-deny_reasons contains reason("sensitivity_exceeds_ceiling", msg) if {
-	data_level > levels[tool.max_sensitivity]
-	msg := sprintf("data sensitivity %v exceeds the %v ceiling of tool %v", [
-		object.get(input, ["data", "sensitivity"], "(none)"),
-		tool.max_sensitivity,
-		tool_name,
-	])
-}
-
-deny_reasons contains reason("environment_not_allowed", msg) if {
-	is_array(intent.environments)
-	not input.action.target.environment in intent.environments
-	msg := sprintf("environment %v is not one of %v", [
-		object.get(input, ["action", "target", "environment"], "(none)"),
-		concat(", ", intent.environments),
-	])
-}
-
-# sessions
-
-deny_reasons contains reason("session_missing", "the request carries no session") if {
-	intent
-	not session
-}
+agent_id := object.get(input, ["actor", "agent", "id"], "(none)")
 
 session_expired if not is_number(session.expires_at_ns)
 
 session_expired if now_ns >= session.expires_at_ns
 
-deny_reasons contains reason("session_expired", msg) if {
-	intent
-	session_expired
-	msg := sprintf("session %v has expired", [object.get(session, "id", "(none)")])
+# --- deny reasons ---------------------------------------------------------------------------
+
+# The common case first: one body that holds exactly when no check below yields a reason
+# (core tests assert the equivalence over their whole request corpus), so an allowed request
+# skips building every reason.
+deny_reasons(intent) := set() if all_clear(intent)
+
+else := violations(intent)
+
+violations(intent) := union({
+	principal_reasons(intent),
+	tool_reasons(intent),
+	session_reasons(intent),
+	delegation_reasons(intent),
+	chain_reasons(intent),
+})
+
+all_clear(intent) if {
+	human_admitted(intent)
+	session.human == input.actor.human.id
+	input.actor.agent.id in intent.principals.agents
+	session.agent == input.actor.agent.id
+	tool := intent.tools[input.action.tool]
+	input.action.operation in tool.operations
+	data_level <= levels[tool.max_sensitivity]
+	environment_admitted(intent)
+	not session_expired
+	session.revoked == false
+	session.intent == intent.id
+	is_number(session.actions_used)
+	session.actions_used < intent.session.max_actions
+	is_array(object.get(input, "delegation", []))
+	count(hops) <= intent.delegation.max_depth
+	admitted_hops := [hop |
+		some hop in hops
+		hop.agent in intent.delegation.agents
+		input.action.tool in hop.scopes
+	]
+	count(admitted_hops) == count(hops)
+	count(chain_reasons(intent)) == 0
 }
 
-deny_reasons contains reason("session_revoked", msg) if {
-	intent
-	not session.revoked == false
-	msg := sprintf("session %v has been revoked", [object.get(session, "id", "(none)")])
+environment_admitted(intent) if not is_array(intent.environments)
+
+environment_admitted(intent) if input.action.target.environment in intent.environments
+
+# principals: a human is admitted by role, by id or by group; the session must be theirs
+
+human_admitted(intent) if {
+	some role in input.actor.human.roles
+	role in intent.principals.human_roles
 }
 
-deny_reasons contains reason("session_intent_mismatch", msg) if {
-	intent
-	not session.intent == intent_id
-	msg := sprintf("session was opened for intent %v, not %v", [object.get(session, "intent", "(none)"), intent_id])
+human_admitted(intent) if input.actor.human.id in intent.principals.humans
+
+human_admitted(intent) if {
+	some group in input.actor.human.groups
+	group in intent.principals.groups
 }
 
-budget_exhausted if not is_number(session.actions_used)
+principal_reasons(intent) := union({
+	{reason("principal_not_allowed", msg) |
+		not human_admitted(intent)
+		msg := sprintf("human %v has no role, id or group admitted by intent %v", [human_id, intent.id])
+	},
+	{reason("principal_not_allowed", msg) |
+		session
+		not session.human == input.actor.human.id
+		msg := sprintf("session belongs to %v, not to %v", [object.get(session, "human", "(none)"), human_id])
+	},
+	{reason("agent_not_allowed", msg) |
+		not input.actor.agent.id in intent.principals.agents
+		msg := sprintf("agent %v is not admitted by intent %v", [agent_id, intent.id])
+	},
+	{reason("agent_not_allowed", msg) |
+		session
+		not session.agent == input.actor.agent.id
+		msg := sprintf("session was issued to agent %v, not to %v", [object.get(session, "agent", "(none)"), agent_id])
+	},
+})
 
-budget_exhausted if session.actions_used >= intent.session.max_actions
+# tools, operations, data, environment
 
-deny_reasons contains reason("session_budget_exhausted", msg) if {
-	intent
-	budget_exhausted
-	msg := sprintf("session has used %v of %v actions", [
-		object.get(session, "actions_used", "(unknown)"),
-		intent.session.max_actions,
-	])
+tool_reasons(intent) := union({
+	{reason("tool_not_in_intent", msg) |
+		not intent.tools[input.action.tool]
+		msg := sprintf("tool %v is not part of intent %v", [tool_name, intent.id])
+	},
+	{reason("operation_not_allowed", msg) |
+		tool := intent.tools[input.action.tool]
+		not input.action.operation in tool.operations
+		msg := sprintf("operation %v is not allowed for tool %v", [operation, tool_name])
+	},
+	{reason("sensitivity_exceeds_ceiling", msg) |
+		tool := intent.tools[input.action.tool]
+		data_level > levels[tool.max_sensitivity]
+		msg := sprintf("data sensitivity %v exceeds the %v ceiling of tool %v", [
+			object.get(input, ["data", "sensitivity"], "(none)"),
+			tool.max_sensitivity,
+			tool_name,
+		])
+	},
+	{reason("environment_not_allowed", msg) |
+		is_array(intent.environments)
+		not input.action.target.environment in intent.environments
+		msg := sprintf("environment %v is not one of %v", [
+			object.get(input, ["action", "target", "environment"], "(none)"),
+			concat(", ", intent.environments),
+		])
+	},
+})
+
+# sessions
+
+session_reasons(intent) := {reason("session_missing", "the request carries no session")} if {
+	is_string(intent.id)
+	not session
 }
+
+session_reasons(intent) := union({
+	{reason("session_expired", sprintf("session %v has expired", [session_id])) | session_expired},
+	{reason("session_revoked", sprintf("session %v has been revoked", [session_id])) |
+		not session.revoked == false
+	},
+	{reason("session_intent_mismatch", msg) |
+		not session.intent == intent.id
+		msg := sprintf("session was opened for intent %v, not %v", [object.get(session, "intent", "(none)"), intent.id])
+	},
+	{reason("session_budget_exhausted", msg) |
+		budget_exhausted(intent)
+		msg := sprintf("session has used %v of %v actions", [
+			object.get(session, "actions_used", "(unknown)"),
+			intent.session.max_actions,
+		])
+	},
+}) if session
+
+budget_exhausted(intent) if {
+	is_string(intent.id)
+	not is_number(session.actions_used)
+}
+
+budget_exhausted(intent) if session.actions_used >= intent.session.max_actions
 
 # delegation: depth, allowed delegates, and scopes that only narrow along the chain
 
-deny_reasons contains reason("delegation_too_deep", msg) if {
-	intent
-	not is_array(object.get(input, "delegation", []))
-	msg := "delegation must be a list of hops"
-}
-
-deny_reasons contains reason("delegation_too_deep", msg) if {
-	count(hops) > intent.delegation.max_depth
-	msg := sprintf("delegation chain has %v hop(s), intent %v allows %v", [
-		count(hops),
-		intent_id,
-		intent.delegation.max_depth,
-	])
-}
-
-deny_reasons contains reason("delegate_not_allowed", msg) if {
-	intent
-	some hop in hops
-	not hop.agent in intent.delegation.agents
-	msg := sprintf("agent %v may not delegate within intent %v", [object.get(hop, "agent", "(none)"), intent_id])
-}
-
-deny_reasons contains reason("delegation_scope_exceeded", msg) if {
-	intent
-	some hop in hops
-	not input.action.tool in hop.scopes
-	msg := sprintf("tool %v is outside the scopes delegated by %v", [tool_name, object.get(hop, "agent", "(none)")])
-}
+delegation_reasons(intent) := union({
+	{reason("delegation_too_deep", "delegation must be a list of hops") |
+		is_string(intent.id)
+		not is_array(object.get(input, "delegation", []))
+	},
+	{reason("delegation_too_deep", msg) |
+		count(hops) > intent.delegation.max_depth
+		msg := sprintf("delegation chain has %v hop(s), intent %v allows %v", [
+			count(hops),
+			intent.id,
+			intent.delegation.max_depth,
+		])
+	},
+	{reason("delegate_not_allowed", msg) |
+		some hop in hops
+		not hop.agent in intent.delegation.agents
+		msg := sprintf("agent %v may not delegate within intent %v", [object.get(hop, "agent", "(none)"), intent.id])
+	},
+	{reason("delegation_scope_exceeded", msg) |
+		is_string(intent.id)
+		some hop in hops
+		not input.action.tool in hop.scopes
+		msg := sprintf("tool %v is outside the scopes delegated by %v", [tool_name, object.get(hop, "agent", "(none)")])
+	},
+})
 
 # tool chaining: what the session already did can close tools for the rest of it
 
-default seen_level := 3
-
-seen_level := levels[session.max_sensitivity_seen]
-
-chain_triggered(rule) if {
+chain_reasons(intent) := {reason("chain_blocked", chain_message(rule)) |
+	some rule in intent.chaining
+	input.action.tool in rule.deny_tools
 	sensitivity_trigger_holds(rule.after)
 	tools_trigger_holds(rule.after)
 }
@@ -233,13 +246,6 @@ tools_trigger_holds(after) if after.tools_used_any == null
 tools_trigger_holds(after) if {
 	some used in session.tools_used
 	used in after.tools_used_any
-}
-
-deny_reasons contains reason("chain_blocked", msg) if {
-	some rule in intent.chaining
-	input.action.tool in rule.deny_tools
-	chain_triggered(rule)
-	msg := chain_message(rule)
 }
 
 chain_message(rule) := rule.reason if rule.reason != ""
@@ -275,7 +281,7 @@ break_glass_requested if {
 	count(filled) == count(break_glass_fields)
 }
 
-break_glass_usable if {
+break_glass_usable(intent) if {
 	intent.break_glass.allowed == true
 	break_glass_requested
 }
@@ -302,38 +308,43 @@ break_glass_reason := reason("break_glass", msg) if {
 }
 
 # --- the decision ---------------------------------------------------------------------------
+
+# `intent` is the intent's registry entry plus the bundle revision, as its compiled module holds
+# it; `escalations` the set of its escalate rules whose conditions hold for this input.
+decide(intent, escalations) := verdict(intent, deny_reasons(intent), escalations)
+
 # Precedence: any deny reason -> deny; else escalations not covered by a grant -> escalate
 # (or allow under break-glass where the intent permits it); else allow. The five definitions
-# are mutually exclusive; each reads its argument, as `opa check --strict` requires.
+# are mutually exclusive; each reads every argument, as `opa check --strict` requires.
 
-decide(escalations) := document("deny", deny_reasons, null, false) if {
+verdict(intent, denies, escalations) := document(intent, "deny", denies, null, false) if {
 	is_set(escalations)
-	count(deny_reasons) > 0
+	count(denies) > 0
 }
 
-decide(escalations) := document("allow", set(), null, false) if {
-	count(deny_reasons) == 0
+verdict(intent, denies, escalations) := document(intent, "allow", set(), null, false) if {
+	count(denies) == 0
 	count(escalations) == 0
 }
 
-decide(escalations) := document("allow", approval_reasons, null, false) if {
-	count(deny_reasons) == 0
+verdict(intent, denies, escalations) := document(intent, "allow", approval_reasons, null, false) if {
+	count(denies) == 0
 	count(escalations) > 0
 	approved
 }
 
-decide(escalations) := document("allow", {break_glass_reason}, null, true) if {
-	count(deny_reasons) == 0
+verdict(intent, denies, escalations) := document(intent, "allow", {break_glass_reason}, null, true) if {
+	count(denies) == 0
 	count(escalations) > 0
 	not approved
-	break_glass_usable
+	break_glass_usable(intent)
 }
 
-decide(escalations) := document("escalate", pending, escalation, false) if {
-	count(deny_reasons) == 0
+verdict(intent, denies, escalations) := document(intent, "escalate", pending, escalation, false) if {
+	count(denies) == 0
 	count(escalations) > 0
 	not approved
-	not break_glass_usable
+	not break_glass_usable(intent)
 	pending := {reason("escalation_required", escalation_message(e)) | some e in escalations}
 	escalation := {
 		"approvers": sort({approver | some e in escalations; some approver in e.approvers}),
@@ -341,46 +352,45 @@ decide(escalations) := document("escalate", pending, escalation, false) if {
 	}
 }
 
-document(outcome, reasons, escalation, review) := {
+document(intent, outcome, reasons, escalation, review) := {
 	"outcome": outcome,
 	"allow": outcome == "allow",
-	"intent": shown_intent,
+	"intent": intent.id,
 	"reasons": sort(reasons),
 	"escalation": escalation,
 	"obligations": {
-		"max_session_ttl_seconds": session_ttl(review),
+		"max_session_ttl_seconds": session_ttl(intent, review),
 		"review_required": review,
 	},
-	"policy": {
-		"revision": bundle_revision,
-		"intent_revision": intent_revision,
-	},
+	"policy": {"revision": intent.bundle_revision, "intent_revision": intent.revision},
 }
 
 reason(code, message) := {"code": code, "message": message}
 
-default intent_revision := null
+# Break-glass may run for the intent's own break-glass max_ttl (when set) instead of the
+# session's.
+session_ttl(intent, review) := intent.break_glass.max_ttl_seconds if glass_ttl_applies(intent, review)
 
-intent_revision := intent.revision
+session_ttl(intent, review) := intent.session.max_ttl_seconds if not glass_ttl_applies(intent, review)
 
-default max_ttl := 0
-
-max_ttl := intent.session.max_ttl_seconds
-
-# Break-glass may run for its own max_ttl (when the intent sets one) instead of the session's.
-glass_ttl := intent.break_glass.max_ttl_seconds if {
+glass_ttl_applies(intent, review) if {
+	review == true
 	is_number(intent.break_glass.max_ttl_seconds)
-} else := max_ttl
+}
 
-session_ttl(review) := glass_ttl if review == true
-
-session_ttl(review) := max_ttl if review == false
-
-# data.aam.bundle, not object.get(data.aam, ...): reading all of data.aam would evaluate the
-# decision rules under it, i.e. recurse into the caller.
-default bundle_revision := ""
-
-bundle_revision := data.aam.bundle.revision
+# The decision for a request whose intent the bundle does not define (data.aam.decision adds
+# the bundle revision).
+no_intent_decision := {
+	"outcome": "deny",
+	"allow": false,
+	"intent": shown_intent,
+	"reasons": [reason("no_intent", msg)],
+	"escalation": null,
+	"obligations": {"max_session_ttl_seconds": 0, "review_required": false},
+	"policy": {"revision": "", "intent_revision": null},
+} if {
+	msg := sprintf("intent %v is not defined in this bundle", [object.get(input, ["intent", "id"], "(none)")])
+}
 
 # --- helpers for compiled conditions ---------------------------------------------------------
 

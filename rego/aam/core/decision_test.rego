@@ -1,6 +1,6 @@
 # Tests of the core decision library: every reason code, both sides of every rule, and the
-# precedence deny > escalate > allow. The registry and requests are built here, so the tests
-# do not depend on any compiled intent.
+# precedence deny > escalate > allow. The intent entry and requests are built here, so the
+# tests do not depend on any compiled intent.
 package aam.core_test
 
 import rego.v1
@@ -15,7 +15,7 @@ agent := "spiffe://example.org/agents/bot"
 
 planner := "spiffe://example.org/agents/planner"
 
-registry := {"demo": {
+demo := {
 	"id": "demo",
 	"package": "demo",
 	"owner": "team-demo",
@@ -47,14 +47,15 @@ registry := {"demo": {
 	],
 	"delegation": {"max_depth": 1, "agents": [planner]},
 	"break_glass": {"allowed": true, "max_ttl_seconds": 1800},
-}}
+	"bundle_revision": "bundle-rev",
+}
 
 # the same intent without break-glass, environments or delegation
-strict_registry := {"demo": object.union(registry.demo, {
+strict := object.union(demo, {
 	"environments": null,
 	"delegation": {"max_depth": 0, "agents": []},
 	"break_glass": {"allowed": false, "max_ttl_seconds": null},
-})}
+})
 
 base := {
 	"request_id": "00000000-0000-4000-8000-000000000000",
@@ -113,15 +114,16 @@ refund := object.union(base, {"action": object.union(base.action, {
 glass := {"reason": "customer charged twice", "ticket": "INC-1", "requested_by": "alice@example.com"}
 
 decide(request, escalations) := d if {
-	d := core.decide(escalations) with input as request
-		with data.aam.registry as registry
-		with data.aam.bundle as {"revision": "bundle-rev"}
+	d := core.decide(demo, escalations) with input as request
 }
 
 decide_strict(request, escalations) := d if {
-	d := core.decide(escalations) with input as request
-		with data.aam.registry as strict_registry
-		with data.aam.bundle as {"revision": "bundle-rev"}
+	d := core.decide(strict, escalations) with input as request
+}
+
+# an intent the bundle does not define
+decide_unknown(request) := d if {
+	d := core.no_intent_decision with input as request
 }
 
 # object.union merges recursively: to drop a nested key, replace the whole member
@@ -165,7 +167,7 @@ test_now_falls_back_to_the_clock_when_absent if {
 # --- intent ----------------------------------------------------------------------------------
 
 test_no_intent_unknown_id if {
-	d := decide(patch(base, "intent", {"id": "other"}), set())
+	d := decide_unknown(patch(base, "intent", {"id": "other"}))
 	denied_with(d, "no_intent")
 	d.intent == "other"
 	d.policy.intent_revision == null
@@ -173,19 +175,21 @@ test_no_intent_unknown_id if {
 }
 
 test_no_intent_missing_id if {
-	d := decide(object.remove(base, ["intent"]), set())
+	d := decide_unknown(object.remove(base, ["intent"]))
 	denied_with(d, "no_intent")
 	d.intent == null
 }
 
 test_no_intent_is_the_only_reason if {
-	codes(decide(patch(base, "intent", {"id": "other"}), set())) == {"no_intent"}
+	codes(decide_unknown(patch(base, "intent", {"id": "other"}))) == {"no_intent"}
 }
 
 test_no_intent_through_data_aam_decision if {
 	d := data.aam.decision with input as patch(base, "intent", {"id": "other"})
-		with data.aam.registry as registry
+		with data.aam.registry as {"demo": demo}
+		with data.aam.bundle as {"revision": "bundle-rev"}
 	denied_with(d, "no_intent")
+	d.policy == {"revision": "bundle-rev", "intent_revision": null}
 }
 
 # --- principals ------------------------------------------------------------------------------
@@ -413,16 +417,16 @@ test_chain_open_after_other_tools if {
 }
 
 test_chain_rule_needs_every_trigger if {
-	both := {"demo": object.union(registry.demo, {"chaining": [{
+	both := object.union(demo, {"chaining": [{
 		"after": {"sensitivity_at_least": "restricted", "tools_used_any": ["crm.read"]},
 		"deny_tools": ["email.send"],
 		"reason": "",
-	}]})}
+	}]})
 	only_tools := patch(email, "session", {"tools_used": ["crm.read"]})
-	d1 := core.decide(set()) with input as only_tools with data.aam.registry as both
+	d1 := core.decide(both, set()) with input as only_tools
 	d1.outcome == "allow"
 	all_triggers := patch(email, "session", {"tools_used": ["crm.read"], "max_sensitivity_seen": "restricted"})
-	d2 := core.decide(set()) with input as all_triggers with data.aam.registry as both
+	d2 := core.decide(both, set()) with input as all_triggers
 	denied_with(d2, "chain_blocked")
 }
 
@@ -546,4 +550,73 @@ test_contains_value_on_arrays_and_strings if {
 	not core.contains_value("refund", "pii")
 	not core.contains_value(42, "pii")
 	not core.contains_value("42", 42)
+}
+
+# --- the fast path ---------------------------------------------------------------------------
+
+# Requests that between them break every check, alone and together, and some that pass.
+corpus := [
+	base,
+	refund,
+	patch(base, "actor", {"human": {"id": "alice@example.com", "roles": ["marketing"], "groups": []}}),
+	patch(patch(base, "actor", {"human": {"id": "dana@example.com", "roles": [], "groups": []}}), "session", {"human": "dana@example.com"}),
+	patch(patch(base, "actor", {"human": {"id": "carol@example.com", "roles": [], "groups": ["finance-ops"]}}), "session", {"human": "carol@example.com"}),
+	patch(base, "session", {"human": "mallory@example.com"}),
+	patch(base, "session", {"agent": planner}),
+	patch(base, "actor", {"agent": {"id": planner}}),
+	patch(base, "action", {"tool": "shell.exec"}),
+	replace_key(base, "action", object.remove(base.action, ["tool"])),
+	patch(base, "action", {"operation": "delete"}),
+	patch(base, "data", {"sensitivity": "confidential"}),
+	patch(base, "data", {"sensitivity": "restricted"}),
+	patch(base, "data", {"sensitivity": "secret"}),
+	patch(base, "action", {"target": {"environment": "dev"}}),
+	replace_key(base, "action", object.remove(base.action, ["target"])),
+	object.union(base, {"session": null}),
+	object.remove(base, ["session"]),
+	patch(base, "context", {"time_ns": base.session.expires_at_ns}),
+	patch(base, "context", {"time_ns": base.session.expires_at_ns - 1}),
+	patch(base, "session", {"expires_at_ns": null}),
+	patch(base, "session", {"revoked": true}),
+	replace_key(base, "session", object.remove(base.session, ["revoked"])),
+	patch(base, "session", {"intent": "other"}),
+	patch(base, "session", {"actions_used": 4}),
+	patch(base, "session", {"actions_used": 5}),
+	patch(base, "session", {"actions_used": "3"}),
+	object.union(base, {"delegation": [{"agent": planner, "scopes": ["crm.read"]}]}),
+	object.union(base, {"delegation": [{"agent": planner, "scopes": ["crm.read"]}, {"agent": planner, "scopes": ["crm.read"]}]}),
+	object.union(base, {"delegation": {"agent": planner}}),
+	object.union(base, {"delegation": [{"agent": "spiffe://x/evil", "scopes": ["crm.read"]}]}),
+	object.union(base, {"delegation": [{"agent": planner, "scopes": ["payments.refund"]}]}),
+	object.union(base, {"delegation": [{"agent": planner}]}),
+	patch(email, "session", {"max_sensitivity_seen": "restricted"}),
+	patch(email, "session", {"max_sensitivity_seen": "confidential"}),
+	patch(base, "session", {"tools_used": ["payments.refund"]}),
+	patch(patch(base, "session", {"revoked": true}), "action", {"tool": "shell.exec"}),
+]
+
+clear(intent, request) := true if core.all_clear(intent) with input as request
+
+clear(intent, request) := false if not core.all_clear(intent) with input as request
+
+no_violations(intent, request) := result if {
+	found := core.violations(intent) with input as request
+	result := count(found) == 0
+}
+
+test_fast_path_holds_exactly_when_no_check_fails if {
+	count(corpus) > 30
+	mismatched := [i |
+		some i, request in corpus
+		some intent in [demo, strict]
+		clear(intent, request) != no_violations(intent, request)
+	]
+	mismatched == []
+}
+
+test_fast_path_is_not_vacuous if {
+	passing := [i | some i, request in corpus; core.all_clear(demo) with input as request]
+	failing := [i | some i, request in corpus; not core.all_clear(demo) with input as request]
+	count(passing) > 5
+	count(failing) > 20
 }
