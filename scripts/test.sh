@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, then pytest (which also compiles the fixtures and runs the Rego tests
-# once the core library is in the tree). pytest exit code 5 (no tests collected) fails here too.
+# The whole test suite: lint, the Rego tests (core library + tests generated from the fixture
+# intents' examples, compiled into a scratch bundle), then pytest. Any failure fails the run,
+# and pytest exit code 5 (no tests collected) fails it too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ruff check aam_policy tests
+ruff check aam_policy tests benchmarks
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+aam compile fixtures/intents -o "$scratch/bundle" --tarball "$scratch/bundle.tar.gz"
+aam check rego "$scratch/bundle"
+aam test rego "$scratch/bundle"
 python -m pytest -q
