@@ -56,9 +56,15 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from aam_policy.compiler import CompileError, compile_bundle
+    from aam_policy.compiler import CompileError, compile_bundle, signing_config
     from aam_policy.intents import IntentValidationError, load_intents
 
+    signing = None
+    if args.signing_key:
+        try:
+            signing = signing_config(args.signing_key, args.signing_alg, args.key_id, args.scope)
+        except CompileError as exc:
+            return _fail(f"compile failed, nothing written: {exc}")
     try:
         loaded = load_intents(args.intents)
     except IntentValidationError as exc:
@@ -71,13 +77,15 @@ def _cmd_compile(args: argparse.Namespace) -> int:
             [item.intent for item in loaded],
             Path(args.output),
             tarball=Path(args.tarball) if args.tarball else None,
+            signing=signing,
         )
     except CompileError as exc:
         return _fail(f"compile failed, nothing written: {exc}")
     print(
         f"compiled {len(loaded)} intent(s) into {args.output}"
         + (f" and {args.tarball}" if args.tarball else "")
-        + f" (revision {bundle.revision[:12]}, {len(bundle.files)} files)"
+        + f" (revision {bundle.revision[:12]}, {len(bundle.files)} files"
+        + (f", signed {signing.algorithm} key id {signing.key_id!r})" if signing else ")")
     )
     return EXIT_OK
 
@@ -164,6 +172,22 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("intents", nargs="+", help="intent files or directories")
     p.add_argument("-o", "--output", required=True, help="bundle directory to write")
     p.add_argument("--tarball", help="also write bundle.tar.gz here")
+    p.add_argument(
+        "--signing-key",
+        metavar="KEY",
+        help="sign the bundle (.signatures.json, as opa build): PEM private key file for RS*, "
+        "secret or file holding it for HS*",
+    )
+    p.add_argument(
+        "--signing-alg",
+        default="RS256",
+        choices=("RS256", "RS384", "RS512", "HS256", "HS384", "HS512"),
+        help="signing algorithm (default %(default)s)",
+    )
+    p.add_argument(
+        "--key-id", default="default", help="keyid claim and kid header (default %(default)s)"
+    )
+    p.add_argument("--scope", default="", help="scope claim (verifiers must expect the same)")
     p.set_defaults(handler=_cmd_compile)
 
     p = sub.add_parser("test", help="run Rego tests (core library and generated)")
@@ -658,9 +682,58 @@ def _register_operator(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_collector)
 
 
+# --- demo: quickstart --------------------------------------------------------------------------
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    from aam_policy._quickstart import run
+
+    color = {"auto": None, "always": True, "never": False}[args.color]
+    return run(
+        Path(args.intents) if args.intents else None,
+        Path(args.keep) if args.keep else None,
+        color,
+    )
+
+
+def _register_quickstart(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quickstart", help="play one scripted agent session end to end")
+    p.add_argument("--intents", help="intent templates (default: the checkout's fixtures/intents)")
+    p.add_argument("--keep", metavar="DIR", help="write bundle, state and logs here and keep them")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    p.set_defaults(handler=_cmd_quickstart)
+
+
+# --- bench: the performance harness (benchmarks/, in a source checkout only) -------------------
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        from benchmarks.__main__ import main as bench_main
+    except ImportError as exc:
+        return _fail(
+            f"the benchmark harness is not importable ({exc}): it lives in benchmarks/ of a "
+            "source checkout, not in the wheel; run `aam bench` from the repository root"
+        )
+    return bench_main(args.bench_args)
+
+
+def _register_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="run the performance harness (aam bench --help; from a source checkout)",
+        add_help=False,
+        prefix_chars="+",  # every flag goes to the harness's own parser
+    )
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=_cmd_bench)
+
+
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _register_runtime,
     _register_operator,
+    _register_quickstart,
+    _register_bench,
 ]
 
 

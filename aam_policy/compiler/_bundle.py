@@ -25,6 +25,7 @@ from aam_policy.compiler._render import (
     render_intent_module,
     render_test_module,
 )
+from aam_policy.compiler._signing import SIGNATURES_FILE, SigningConfig, signatures_file
 from aam_policy.compiler._validate import check_intent
 
 MANIFEST = ".manifest"
@@ -88,8 +89,9 @@ def bundle_revision(files: dict[str, bytes]) -> str:
     return digest.hexdigest()
 
 
-def render_bundle(intents: Sequence[Any]) -> CompiledBundle:
-    """Every file of the bundle, in memory. Raises CompileError; touches no file."""
+def render_bundle(intents: Sequence[Any], signing: SigningConfig | None = None) -> CompiledBundle:
+    """Every file of the bundle, in memory (with `.signatures.json` when `signing`). Raises
+    CompileError; touches no file."""
     checked: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     for intent in intents:
         original, doc = check_intent(intent)
@@ -134,6 +136,8 @@ def render_bundle(intents: Sequence[Any]) -> CompiledBundle:
             "metadata": {"compiler": f"aam-policy {__version__}", "intents": sorted(checked)},
         }
     )
+    if signing is not None:  # last: it covers every other file, and stays out of the revision
+        files[SIGNATURES_FILE] = signatures_file(files, signing)
     return CompiledBundle(revision=revision, files=dict(sorted(files.items())))
 
 
@@ -249,14 +253,19 @@ def write_bundle(bundle: CompiledBundle, out_dir: Path, tarball: Path | None = N
 
 
 def compile_bundle(
-    intents: Sequence[Any], out_dir: Path, tarball: Path | None = None
+    intents: Sequence[Any],
+    out_dir: Path,
+    tarball: Path | None = None,
+    *,
+    signing: SigningConfig | None = None,
 ) -> CompiledBundle:
     """Compile intents (`Intent` models, `LoadedIntent`s or their dicts) into an OPA bundle
-    directory `out_dir` and, if given, a `tarball` (.tar.gz) with the same files.
+    directory `out_dir` and, if given, a `tarball` (.tar.gz) with the same files; signed
+    (`.signatures.json`, OPA's format) when `signing` (see `signing_config`) is given.
 
     Everything is rendered in memory first; a `CompileError` means nothing was written and a
     previous bundle at `out_dir` / `tarball` is untouched.
     """
-    bundle = render_bundle(intents)
+    bundle = render_bundle(intents, signing)
     write_bundle(bundle, out_dir, tarball)
     return bundle

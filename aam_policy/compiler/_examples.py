@@ -10,6 +10,8 @@ from aam_policy.compiler._validate import check_intent
 
 T0_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z: a fixed "now" keeps tests reproducible
 NS = 1_000_000_000
+# "now" in a baseline: 1 ms after the session opened, inside even the shortest (1 s) TTL
+_NOW_OFFSET_NS = 1_000_000
 REQUEST_ID = "00000000-0000-4000-8000-000000000000"
 DEFAULT_HUMAN = "alice@example.com"
 _MAX_SLUG = 60
@@ -69,7 +71,7 @@ def _baseline(doc: dict[str, Any]) -> dict[str, Any]:
             "max_sensitivity_seen": "public",
             "approvals": [],
         },
-        "context": {"time_ns": T0_NS + NS, "break_glass": None},
+        "context": {"time_ns": T0_NS + _NOW_OFFSET_NS, "break_glass": None},
     }
 
 

@@ -20,11 +20,14 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import yaml
 
 from aam_policy.engine._engine import EngineError
+
+if TYPE_CHECKING:
+    from aam_policy.engine._verify import VerificationConfig
 
 # Limits for tarballs. A bundle is small text; these only stop hostile or corrupt archives
 # (decompression bombs, millions of entries) from exhausting memory.
@@ -129,13 +132,17 @@ class PolicySet:
         return registry if isinstance(registry, dict) else {}
 
 
-def load_policy(paths: Sequence[str | Path] | str | Path) -> PolicySet:
+def load_policy(
+    paths: Sequence[str | Path] | str | Path, verification: VerificationConfig | None = None
+) -> PolicySet:
     """Load bundle directories, `.tar.gz` bundles, Rego directories and `.rego` files.
 
     Every module is parsed (with regorus) so a syntax error surfaces here as a
-    `PolicyLoadError` naming file, line and column, not later at evaluation time.
+    `PolicyLoadError` naming file, line and column, not later at evaluation time. With
+    `verification`, every path must be a bundle signed with that key (`.signatures.json`,
+    checked as OPA does, see `_verify`) or a `BundleVerificationError` says why not.
     """
-    policy = read_policy(paths)
+    policy = read_policy(paths, verification)
     # Imported here: _regorus imports this module.
     from aam_policy.engine._regorus import base_engine
 
@@ -143,7 +150,9 @@ def load_policy(paths: Sequence[str | Path] | str | Path) -> PolicySet:
     return policy
 
 
-def read_policy(paths: Sequence[str | Path] | str | Path) -> PolicySet:
+def read_policy(
+    paths: Sequence[str | Path] | str | Path, verification: VerificationConfig | None = None
+) -> PolicySet:
     """Like `load_policy` but without parsing the Rego (used by `check_paths`)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -156,7 +165,7 @@ def read_policy(paths: Sequence[str | Path] | str | Path) -> PolicySet:
     origins: dict[tuple[str, ...], str] = {}
     manifests: list[Manifest] = []
     for raw in paths:
-        source = _read_source(Path(raw))
+        source = _read_source(Path(raw), verification)
         if source.manifest is not None:
             manifests.append(source.manifest)
         for module in source.modules:
@@ -188,9 +197,11 @@ class _Source:
     manifest: Manifest | None
 
 
-def _read_source(path: Path) -> _Source:
+def _read_source(path: Path, verification: VerificationConfig | None = None) -> _Source:
     if not path.exists():
         raise PolicyLoadError("no such file or directory", str(path))
+    if verification is not None:
+        return _read_signed(path, verification)
     if path.is_dir():
         return _assemble(str(path), _walk_dir(path))
     if path.name.endswith(_TARBALL_SUFFIXES):
@@ -206,6 +217,23 @@ def _read_source(path: Path) -> _Source:
     )
 
 
+def _read_signed(path: Path, verification: VerificationConfig) -> _Source:
+    """A bundle whose every file (hidden ones too) is checked against its signature; the
+    policy is then assembled from those very bytes, so nothing is read twice."""
+    from aam_policy.engine._verify import verify_bundle_files  # it imports this module
+
+    if path.is_dir():
+        entries = list(_walk_dir(path, every_file=True))
+    elif path.name.endswith(_TARBALL_SUFFIXES):
+        entries = list(_read_tarball(path, every_file=True))
+    else:
+        raise PolicyLoadError(
+            "signature verification needs a bundle directory or .tar.gz", str(path)
+        )
+    verify_bundle_files(str(path), entries, verification)
+    return _assemble(str(path), entries)
+
+
 def _read_file(path: Path) -> bytes:
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
@@ -213,21 +241,24 @@ def _read_file(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _walk_dir(root: Path) -> Iterator[tuple[str, bytes]]:
-    """Yield (relative posix name, bytes) of every candidate file, sorted, hidden ones skipped."""
+def _walk_dir(root: Path, every_file: bool = False) -> Iterator[tuple[str, bytes]]:
+    """Yield (relative posix name, bytes) of every candidate file, sorted, hidden ones skipped
+    (`every_file`: all files, hidden ones too, as a signature must cover them)."""
     manifest = root / ".manifest"
-    if manifest.is_file():
+    if manifest.is_file() and not every_file:
         yield ".manifest", _read_file(manifest)
     stack = [root]
     files: list[Path] = []
     while stack:
         current = stack.pop()
         for entry in sorted(current.iterdir()):
-            if entry.name.startswith("."):
+            if entry.name.startswith(".") and not every_file:
                 continue
             if entry.is_dir():
                 stack.append(entry)
-            elif entry.suffix == ".rego" or entry.name in _DATA_FILES:
+            elif entry.is_file() and (
+                every_file or entry.suffix == ".rego" or entry.name in _DATA_FILES
+            ):
                 files.append(entry)
     for file in sorted(files):
         yield file.relative_to(root).as_posix(), _read_file(file)
@@ -442,7 +473,7 @@ def _safe_member_name(name: str, label: str) -> str:
     return "/".join(parts)
 
 
-def _read_tarball(path: Path) -> Iterator[tuple[str, bytes]]:
+def _read_tarball(path: Path, every_file: bool = False) -> Iterator[tuple[str, bytes]]:
     label = str(path)
     entries: list[tuple[str, bytes]] = []
     names: set[str] = set()
@@ -477,7 +508,12 @@ def _read_tarball(path: Path) -> Iterator[tuple[str, bytes]]:
                         raise PolicyLoadError(f"duplicate entry in tarball: {name!r}", label)
                     names.add(name)
                     base = name.rsplit("/", 1)[-1]
-                    if name == ".manifest" or base.endswith(".rego") or base in _DATA_FILES:
+                    if (
+                        every_file
+                        or name == ".manifest"
+                        or base.endswith(".rego")
+                        or base in _DATA_FILES
+                    ):
                         extracted = tar.extractfile(member)
                         entries.append((name, extracted.read() if extracted else b""))
     except PolicyLoadError:

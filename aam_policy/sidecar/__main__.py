@@ -163,6 +163,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra decision-log label",
     )  # fmt: skip
     parser.add_argument(
+        "--verification-key",
+        metavar="KEY",
+        help="serve only bundles signed with this key (as opa run): PEM public key file for "
+        "RS*/PS*/ES*, secret or file holding it for HS*",
+    )
+    parser.add_argument(
+        "--verification-key-id",
+        default="default",
+        metavar="ID",
+        help="name of the verification key (default %(default)s)",
+    )
+    parser.add_argument(
+        "--signing-alg",
+        default="RS256",
+        metavar="ALG",
+        help="algorithm bundles are signed with (default %(default)s)",
+    )
+    parser.add_argument("--scope", default="", help="scope the bundle signature must carry")
+    parser.add_argument(
         "--log-level",
         default="INFO",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -203,6 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutdown_timeout=args.shutdown_timeout,
             parent_pid=args.parent_pid,
             labels=dict(args.label),
+            verification_key=args.verification_key,
+            verification_key_id=args.verification_key_id,
+            signing_alg=args.signing_alg,
+            scope=args.scope,
         )
     except (SidecarError, ValueError) as exc:
         logging.getLogger("aam_policy.sidecar").error("%s", exc)

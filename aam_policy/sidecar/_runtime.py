@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aam_policy.engine import Engine, PolicySet, default_engine, load_policy
+from aam_policy.engine._verify import VerificationConfig
 
 from ._store import LoadedBundle, Snapshot
 
@@ -139,8 +140,11 @@ class Generation:
 class PolicyRuntime:
     """The active generation, and the only way to change it (one change at a time)."""
 
-    def __init__(self, engine_kind: str = "regorus") -> None:
+    def __init__(
+        self, engine_kind: str = "regorus", verification: VerificationConfig | None = None
+    ) -> None:
         self.engine_kind = engine_kind
+        self.verification = verification  # bundles must be signed with this key
         self._active: Generation | None = None
         self._counter = 0
         self._lock = asyncio.Lock()
@@ -198,7 +202,7 @@ class PolicyRuntime:
             self._counter += 1
             generation = Generation(Snapshot(), self._counter)
             try:
-                policy = await generation.call(load_policy, path)
+                policy = await generation.call(load_policy, path, self.verification)
                 bundle = LoadedBundle.from_policy(str(path), policy)
                 snapshot, dropped = self.snapshot.with_bundle(bundle)
                 if still_current is not None and not await still_current():

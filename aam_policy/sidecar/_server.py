@@ -37,6 +37,7 @@ from typing import Any
 from aiohttp import web
 
 from aam_policy import __version__
+from aam_policy.engine._verify import verification_config
 
 from ._decision_log import (
     DEFAULT_MASKS,
@@ -88,6 +89,11 @@ class SidecarConfig:
     shutdown_timeout: float = 10.0
     parent_pid: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # As `opa run`: with a verification key, only bundles signed with it are served.
+    verification_key: str | None = field(default=None, repr=False)
+    verification_key_id: str = "default"
+    signing_alg: str = "RS256"
+    scope: str = ""
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -136,7 +142,18 @@ class Sidecar:
             )
         self.config = config
         self.masks = parse_masks(config.masks)
-        self.runtime = PolicyRuntime(config.engine)
+        verification = None
+        if config.verification_key is not None:
+            try:
+                verification = verification_config(
+                    config.verification_key,
+                    config.verification_key_id,
+                    config.signing_alg,
+                    config.scope,
+                )
+            except ValueError as exc:
+                raise SidecarError(f"bundle verification key: {exc}") from None
+        self.runtime = PolicyRuntime(config.engine, verification)
         self.watcher: BundleWatcher | None = None
         self.jsonl: JsonlDecisionLog | None = None
         self.sinks: list[DecisionLogSink] = []
@@ -173,6 +190,15 @@ class Sidecar:
 
     async def _start(self) -> None:
         config = self.config
+        if self.runtime.verification is not None:
+            if config.bundle is None:
+                raise SidecarError("--verification-key needs --bundle")
+            verification = self.runtime.verification
+            logger.info(
+                "bundle signatures required: %s key id %r",
+                verification.algorithm,
+                verification.key_id,
+            )
         if config.bundle is not None:
             self.watcher = BundleWatcher(
                 config.bundle, self.runtime, config.reload_interval, poll=config.watch
@@ -715,7 +741,9 @@ def serve(
 
     `options` are the other `SidecarConfig` fields (allow_remote, engine, watch,
     reload_interval, max_body_bytes, max_log_body_bytes, decision_log, masks, ready_file,
-    shutdown_timeout, parent_pid, labels). Raises `SidecarError` when it cannot start.
+    shutdown_timeout, parent_pid, labels, verification_key, verification_key_id, signing_alg,
+    scope). Raises `SidecarError` when it cannot start (e.g. an unsigned bundle while a
+    verification key is set).
     """
     for key in ("decision_log", "ready_file"):
         if options.get(key) is not None:

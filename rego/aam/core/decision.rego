@@ -54,7 +54,41 @@ agent_id := object.get(input, ["actor", "agent", "id"], "(none)")
 
 session_expired if not is_number(session.expires_at_ns)
 
-session_expired if now_ns >= session.expires_at_ns
+session_expired if {
+	is_number(session.expires_at_ns)
+	now_ns >= session.expires_at_ns
+}
+
+# A member that must be a list, read so that any other type counts as an empty list: regorus
+# raises an error (OPA does not) when `some .. in` or `object.get` meets another type, and an
+# error must not replace a deny reason.
+array_at(container, key) := container[key] if has_array(container, key)
+
+array_at(container, key) := [] if not has_array(container, key)
+
+has_array(container, key) if {
+	is_object(container)
+	is_array(container[key])
+}
+
+hop_within(intent, hop) if {
+	delegate_admitted(intent, hop)
+	input.action.tool in array_at(hop, "scopes")
+}
+
+delegate_admitted(intent, hop) if {
+	is_object(hop)
+	hop.agent in intent.delegation.agents
+}
+
+hop_agent(hop) := hop.agent if well_formed_hop(hop)
+
+hop_agent(hop) := "(malformed hop)" if not well_formed_hop(hop)
+
+well_formed_hop(hop) if {
+	is_object(hop)
+	is_string(hop.agent)
+}
 
 # --- deny reasons ---------------------------------------------------------------------------
 
@@ -91,8 +125,7 @@ all_clear(intent) if {
 	count(hops) <= intent.delegation.max_depth
 	admitted_hops := [hop |
 		some hop in hops
-		hop.agent in intent.delegation.agents
-		input.action.tool in hop.scopes
+		hop_within(intent, hop)
 	]
 	count(admitted_hops) == count(hops)
 	count(chain_reasons(intent)) == 0
@@ -105,14 +138,14 @@ environment_admitted(intent) if input.action.target.environment in intent.enviro
 # principals: a human is admitted by role, by id or by group; the session must be theirs
 
 human_admitted(intent) if {
-	some role in input.actor.human.roles
+	some role in array_at(input.actor.human, "roles")
 	role in intent.principals.human_roles
 }
 
 human_admitted(intent) if input.actor.human.id in intent.principals.humans
 
 human_admitted(intent) if {
-	some group in input.actor.human.groups
+	some group in array_at(input.actor.human, "groups")
 	group in intent.principals.groups
 }
 
@@ -198,7 +231,10 @@ budget_exhausted(intent) if {
 	not is_number(session.actions_used)
 }
 
-budget_exhausted(intent) if session.actions_used >= intent.session.max_actions
+budget_exhausted(intent) if {
+	is_number(session.actions_used)
+	session.actions_used >= intent.session.max_actions
+}
 
 # delegation: depth, allowed delegates, and scopes that only narrow along the chain
 
@@ -217,14 +253,14 @@ delegation_reasons(intent) := union({
 	},
 	{reason("delegate_not_allowed", msg) |
 		some hop in hops
-		not hop.agent in intent.delegation.agents
-		msg := sprintf("agent %v may not delegate within intent %v", [object.get(hop, "agent", "(none)"), intent.id])
+		not delegate_admitted(intent, hop)
+		msg := sprintf("agent %v may not delegate within intent %v", [hop_agent(hop), intent.id])
 	},
 	{reason("delegation_scope_exceeded", msg) |
 		is_string(intent.id)
 		some hop in hops
-		not input.action.tool in hop.scopes
-		msg := sprintf("tool %v is outside the scopes delegated by %v", [tool_name, object.get(hop, "agent", "(none)")])
+		not input.action.tool in array_at(hop, "scopes")
+		msg := sprintf("tool %v is outside the scopes delegated by %v", [tool_name, hop_agent(hop)])
 	},
 })
 
@@ -244,7 +280,7 @@ sensitivity_trigger_holds(after) if seen_level >= levels[after.sensitivity_at_le
 tools_trigger_holds(after) if after.tools_used_any == null
 
 tools_trigger_holds(after) if {
-	some used in session.tools_used
+	some used in array_at(session, "tools_used")
 	used in after.tools_used_any
 }
 
@@ -260,7 +296,7 @@ chain_message(rule) := sprintf("tool %v is blocked by what this session already 
 grants contains grant if {
 	is_string(input.action.fingerprint)
 	input.action.fingerprint != ""
-	some grant in input.session.approvals
+	some grant in array_at(session, "approvals")
 	grant.fingerprint == input.action.fingerprint
 	is_number(grant.expires_at_ns)
 	now_ns < grant.expires_at_ns

@@ -552,6 +552,39 @@ test_contains_value_on_arrays_and_strings if {
 	not core.contains_value("42", 42)
 }
 
+# --- wrongly typed fields end in a decision, never an evaluation error ----------------------
+
+test_roles_that_are_not_a_list_admit_nobody if {
+	request := patch(base, "actor", {"human": {"id": "alice@example.com", "roles": "support-agent", "groups": "finance-ops"}})
+	denied_with(decide(request, set()), "principal_not_allowed")
+}
+
+test_a_hop_that_is_not_an_object_is_not_a_delegate if {
+	d := decide(object.union(base, {"delegation": [null]}), set())
+	denied_with(d, "delegate_not_allowed")
+	denied_with(d, "delegation_scope_exceeded")
+}
+
+test_scopes_that_are_not_a_list_grant_nothing if {
+	request := object.union(base, {"delegation": [{"agent": planner, "scopes": "crm.read"}]})
+	denied_with(decide(request, set()), "delegation_scope_exceeded")
+}
+
+test_tools_used_that_is_not_a_list_triggers_no_tool_chain if {
+	decide(patch(base, "session", {"tools_used": "payments.refund"}), set()).outcome == "allow"
+}
+
+test_approvals_that_are_not_a_list_grant_nothing if {
+	request := patch(refund, "session", {"approvals": "apr_1"})
+	decide(request, {refund_escalation}).outcome == "escalate"
+}
+
+test_a_non_numeric_expiry_and_budget_deny if {
+	d := decide(patch(base, "session", {"expires_at_ns": "never", "actions_used": null}), set())
+	denied_with(d, "session_expired")
+	denied_with(d, "session_budget_exhausted")
+}
+
 # --- the fast path ---------------------------------------------------------------------------
 
 # Requests that between them break every check, alone and together, and some that pass.
@@ -593,6 +626,11 @@ corpus := [
 	patch(email, "session", {"max_sensitivity_seen": "confidential"}),
 	patch(base, "session", {"tools_used": ["payments.refund"]}),
 	patch(patch(base, "session", {"revoked": true}), "action", {"tool": "shell.exec"}),
+	patch(base, "actor", {"human": {"id": "alice@example.com", "roles": "support-agent"}}),
+	object.union(base, {"delegation": [null]}),
+	object.union(base, {"delegation": [{"agent": planner, "scopes": "crm.read"}]}),
+	patch(base, "session", {"tools_used": "payments.refund"}),
+	patch(base, "session", {"expires_at_ns": "never", "actions_used": null}),
 ]
 
 clear(intent, request) := true if core.all_clear(intent) with input as request
