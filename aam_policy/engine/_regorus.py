@@ -62,6 +62,10 @@ _PACKAGE = re.compile(r"^\s*package\s", re.MULTILINE)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MAX_CACHED_PATHS = 1024
 _NO_INTENT_RULE = "data.aam.core.no_intent_decision"
+# found in the module text, not by evaluating: an engine's first evaluation prepares every
+# module, which for a 1,000-intent bundle costs ~140 MB
+_NO_INTENT_HEAD = re.compile(r"^no_intent_decision\s*:=", re.MULTILINE)
+_CORE_PACKAGE = re.compile(r"^package\s+aam\.core\s*$", re.MULTILINE)
 
 
 def new_engine() -> regorus.Engine:
@@ -110,14 +114,27 @@ def forget_thread_engine(owner: object) -> None:
     _thread_engines().pop(id(owner), None)
 
 
+def is_test_module(path: str) -> bool:
+    """OPA's convention: tests live in `*_test.rego` files."""
+    return path.endswith("_test.rego")
+
+
 def base_engine(policy: PolicySet) -> regorus.Engine:
-    """This thread's engine with every module and the data loaded, and no input set."""
-    return thread_engine(policy, lambda: _build(policy))
+    """This thread's engine for deciding: every module but the tests, the data, no input.
+
+    Test modules are left out: no decision reads them, and in a compiled bundle they are the
+    bulk of the Rego (a full request literal per example), so loading them would roughly
+    double what an engine costs to parse and, on its first evaluation, to prepare.
+    """
+    return thread_engine(policy, lambda: build_engine(policy, tests=False))
 
 
-def _build(policy: PolicySet) -> regorus.Engine:
+def build_engine(policy: PolicySet, *, tests: bool) -> regorus.Engine:
+    """A new engine with the policy's modules (with or without `*_test.rego`) and data."""
     engine = new_engine()
     for module in policy.modules:
+        if not tests and is_test_module(module.path):
+            continue
         try:
             package = engine.add_policy(module.path, module.text)
         except RuntimeError as exc:
@@ -136,16 +153,6 @@ def _build(policy: PolicySet) -> regorus.Engine:
     except RuntimeError as exc:
         raise PolicyLoadError(f"data: {split_regorus_error(str(exc))[3]}") from None
     return engine
-
-
-def _has_rule(engine: regorus.Engine, rule: str) -> bool:
-    try:
-        engine.eval_rule_as_json(rule)
-    except RuntimeError as exc:
-        if _NOT_A_RULE in str(exc):
-            return False
-        raise
-    return True
 
 
 def evaluate_on(engine: regorus.Engine, query: str, is_rule: bool = True) -> Any:
@@ -191,7 +198,10 @@ class RegorusEngine:
         aam = policy.data.get("aam") if isinstance(policy.data, dict) else None
         bundle = aam.get("bundle") if isinstance(aam, dict) else None
         revision = bundle.get("revision") if isinstance(bundle, dict) else None
-        if self._dispatch and _has_rule(base.clone(), _NO_INTENT_RULE):
+        if self._dispatch and any(
+            _CORE_PACKAGE.search(m.text) and _NO_INTENT_HEAD.search(m.text)
+            for m in policy.modules
+        ):
             self._no_intent = (_NO_INTENT_RULE, revision or "")
         self._queries: dict[str, tuple[tuple[str, ...], str]] = {}
         self._not_rules: set[str] = set()

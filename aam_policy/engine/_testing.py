@@ -161,10 +161,10 @@ def discover_tests(asts: list[dict[str, Any]]) -> list[_Case]:
 
 
 def run_regorus_tests(policy: PolicySet, run: str | None = None) -> TestReport:
-    from aam_policy.engine._regorus import UNDEFINED_JSON, base_engine
+    from aam_policy.engine._regorus import UNDEFINED_JSON, build_engine
 
     pattern = compile_run_filter(run)
-    base = base_engine(policy)
+    base = build_engine(policy, tests=True)
     cases = discover_tests(json.loads(base.get_ast_as_json()))
     results: list[TestResult] = []
     started = time.perf_counter_ns()

@@ -107,47 +107,57 @@ violations(intent) := union({
 	chain_reasons(intent),
 })
 
+# Written for the embedded engine's costs (each function call and each extra definition is
+# several microseconds): checks inline, helpers only where a check has alternatives.
 all_clear(intent) if {
-	human_admitted(intent)
-	session.human == input.actor.human.id
-	input.actor.agent.id in intent.principals.agents
-	session.agent == input.actor.agent.id
 	tool := intent.tools[input.action.tool]
 	input.action.operation in tool.operations
 	data_level <= levels[tool.max_sensitivity]
-	environment_admitted(intent)
-	not session_expired
+	agent_id := input.actor.agent.id
+	agent_id in intent.principals.agents
+	session.agent == agent_id
+	session.human == input.actor.human.id
 	session.revoked == false
 	session.intent == intent.id
+	is_number(session.expires_at_ns)
+	now_ns < session.expires_at_ns
 	is_number(session.actions_used)
 	session.actions_used < intent.session.max_actions
-	is_array(object.get(input, "delegation", []))
-	count(hops) <= intent.delegation.max_depth
-	admitted_hops := [hop |
-		some hop in hops
-		hop_within(intent, hop)
-	]
-	count(admitted_hops) == count(hops)
+	human_admitted(intent)
+	environment_admitted(intent)
+	hops_admitted(intent)
 	count(chain_reasons(intent)) == 0
 }
 
-environment_admitted(intent) if not is_array(intent.environments)
+environment_admitted(intent) if intent.environments == null
 
 environment_admitted(intent) if input.action.target.environment in intent.environments
 
+hops_admitted(intent) := true if {
+	input.delegation == []
+	is_object(intent)
+} else := false if {
+	not is_array(object.get(input, "delegation", []))
+	is_object(intent)
+} else := count([hop | some hop in hops; hop_within(intent, hop)]) == count(hops) if {
+	count(hops) <= intent.delegation.max_depth
+}
+
 # principals: a human is admitted by role, by id or by group; the session must be theirs
 
-human_admitted(intent) if {
-	some role in array_at(input.actor.human, "roles")
+human_admitted(intent) := true if {
+	roles := input.actor.human.roles
+	is_array(roles)
+	some role in roles
 	role in intent.principals.human_roles
-}
-
-human_admitted(intent) if input.actor.human.id in intent.principals.humans
-
-human_admitted(intent) if {
-	some group in array_at(input.actor.human, "groups")
+} else := true if {
+	input.actor.human.id in intent.principals.humans
+} else := true if {
+	groups := input.actor.human.groups
+	is_array(groups)
+	some group in groups
 	group in intent.principals.groups
-}
+} else := false if is_object(intent)
 
 principal_reasons(intent) := union({
 	{reason("principal_not_allowed", msg) |
@@ -350,37 +360,23 @@ break_glass_reason := reason("break_glass", msg) if {
 decide(intent, escalations) := verdict(intent, deny_reasons(intent), escalations)
 
 # Precedence: any deny reason -> deny; else escalations not covered by a grant -> escalate
-# (or allow under break-glass where the intent permits it); else allow. The five definitions
-# are mutually exclusive; each reads every argument, as `opa check --strict` requires.
-
-verdict(intent, denies, escalations) := document(intent, "deny", denies, null, false) if {
-	is_set(escalations)
+# (or allow under break-glass where the intent permits it); else allow. One `else` chain, so
+# only the branches up to the one that holds are evaluated.
+verdict(intent, denies, escalations) := document(intent, "deny", denies, null, ttl(intent)) if {
 	count(denies) > 0
-}
-
-verdict(intent, denies, escalations) := document(intent, "allow", set(), null, false) if {
-	count(denies) == 0
+	is_set(escalations)
+} else := document(intent, "allow", denies, null, ttl(intent)) if {
 	count(escalations) == 0
-}
-
-verdict(intent, denies, escalations) := document(intent, "allow", approval_reasons, null, false) if {
-	count(denies) == 0
-	count(escalations) > 0
+} else := document(intent, "allow", approval_reasons, null, ttl(intent)) if {
 	approved
-}
-
-verdict(intent, denies, escalations) := document(intent, "allow", {break_glass_reason}, null, true) if {
-	count(denies) == 0
-	count(escalations) > 0
-	not approved
+	is_set(denies)
+	is_set(escalations)
+} else := document(intent, "allow", {break_glass_reason}, null, glass_ttl(intent)) if {
 	break_glass_usable(intent)
-}
-
-verdict(intent, denies, escalations) := document(intent, "escalate", pending, escalation, false) if {
-	count(denies) == 0
-	count(escalations) > 0
-	not approved
-	not break_glass_usable(intent)
+	is_set(denies)
+	is_set(escalations)
+} else := document(intent, "escalate", pending, escalation, ttl(intent)) if {
+	is_set(denies)
 	pending := {reason("escalation_required", escalation_message(e)) | some e in escalations}
 	escalation := {
 		"approvers": sort({approver | some e in escalations; some approver in e.approvers}),
@@ -388,31 +384,28 @@ verdict(intent, denies, escalations) := document(intent, "escalate", pending, es
 	}
 }
 
-document(intent, outcome, reasons, escalation, review) := {
+# `obligations` is ttl(intent) or glass_ttl(intent): the session TTL and whether the action
+# must be reviewed afterwards.
+document(intent, outcome, reasons, escalation, obligations) := {
 	"outcome": outcome,
 	"allow": outcome == "allow",
 	"intent": intent.id,
 	"reasons": sort(reasons),
 	"escalation": escalation,
-	"obligations": {
-		"max_session_ttl_seconds": session_ttl(intent, review),
-		"review_required": review,
-	},
+	"obligations": obligations,
 	"policy": {"revision": intent.bundle_revision, "intent_revision": intent.revision},
 }
 
 reason(code, message) := {"code": code, "message": message}
 
+ttl(intent) := {"max_session_ttl_seconds": intent.session.max_ttl_seconds, "review_required": false}
+
 # Break-glass may run for the intent's own break-glass max_ttl (when set) instead of the
-# session's.
-session_ttl(intent, review) := intent.break_glass.max_ttl_seconds if glass_ttl_applies(intent, review)
-
-session_ttl(intent, review) := intent.session.max_ttl_seconds if not glass_ttl_applies(intent, review)
-
-glass_ttl_applies(intent, review) if {
-	review == true
-	is_number(intent.break_glass.max_ttl_seconds)
-}
+# session's, and is always reviewed.
+glass_ttl(intent) := {"max_session_ttl_seconds": seconds, "review_required": true} if {
+	seconds := intent.break_glass.max_ttl_seconds
+	is_number(seconds)
+} else := {"max_session_ttl_seconds": intent.session.max_ttl_seconds, "review_required": true}
 
 # The decision for a request whose intent the bundle does not define (data.aam.decision adds
 # the bundle revision).
