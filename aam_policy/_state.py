@@ -10,6 +10,12 @@ Layout: ``sessions.db`` holds the session and approval tables (both libraries ar
 share a file), ``audit.db`` the hash-chained audit trail (``$AAM_AUDIT_DB`` moves it, so the
 sidecar's decision-log ingest and the broker write one trace), and ``session-keys`` the token
 signing key when ``$AAM_SESSION_KEYS`` is not set.
+
+Durability (see `AuditStore` and the session store): ``$AAM_AUDIT_DURABILITY`` (``full``, the
+default, fsyncs every audit commit; ``normal`` may lose the last events on an OS crash) and
+``$AAM_STATE_DURABILITY`` for the session and approval tables (``normal``, the default, relaxes
+only the per-decision counters and request creation; session lifecycle and approval transitions
+are always fsynced; ``full`` fsyncs every commit).
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aam_policy.audit import AUDIT_DB_ENV, AuditStore
+from aam_policy.audit import AUDIT_DB_ENV, DURABILITY_ENV, AuditStore
 from aam_policy.escalation import ApprovalQueue
 from aam_policy.sessions import ENV_VAR as KEYS_ENV
 from aam_policy.sessions import KeyConfigError, SessionBroker, SigningKeys
 
 STATE_ENV = "AAM_STATE_DIR"
+STATE_DURABILITY_ENV = "AAM_STATE_DURABILITY"
 DEFAULT_STATE_DIR = ".aam"
 KEY_FILE = "session-keys"
 
@@ -114,13 +121,24 @@ class StateDir:
 
     # --- stores -------------------------------------------------------------------------------
 
+    def _durability(self, name: str, default: str) -> Any:
+        # Validated by the store, whose error names the variable's value.
+        return self._environ.get(name, "").strip().lower() or default
+
     def open_audit(self) -> AuditStore:
         self.ensure()
-        return AuditStore(self.audit_db)
+        durability = self._durability(DURABILITY_ENV, "full")
+        if durability not in ("full", "normal"):
+            raise ValueError(f"${DURABILITY_ENV} must be full or normal, not {durability!r}")
+        return AuditStore(self.audit_db, durability=durability)
 
     def open_queue(self, audit: AuditStore | None = None) -> ApprovalQueue:
         self.ensure()
-        return ApprovalQueue(self.sessions_db, audit=audit or self.open_audit())
+        return ApprovalQueue(
+            self.sessions_db,
+            audit=audit or self.open_audit(),
+            durability=self._durability(STATE_DURABILITY_ENV, "normal"),
+        )
 
     def open_broker(
         self,
@@ -140,4 +158,5 @@ class StateDir:
             registry or {},
             audit=audit,
             grants=queue or self.open_queue(audit),
+            durability=self._durability(STATE_DURABILITY_ENV, "normal"),
         )

@@ -164,3 +164,31 @@ def test_no_secret_or_whole_prompt_in_the_database_file(
             assert needle.encode() not in haystack, needle
     # What is there instead: the digest, so the prompt can still be proven.
     assert hashlib.sha256(LONG_PROMPT.encode()).hexdigest().encode() in raw_closed
+
+
+# One sample per secret-value pattern, in `_SECRET_VALUES` order.
+_PATTERN_SAMPLES = (
+    "auth: BEARER abcdefghijklmnop0123456789",
+    "auth: basic dXNlcjpwYXNzd29yZDEyMw==",
+    "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
+    "-----BEGIN EC PRIVATE KEY-----\nMIIB\n-----END EC PRIVATE KEY-----",
+    "stripe rk_test_abcdefgh1234",
+    "openai sk-abcdefghijklmnop1234",
+    "github ghs_abcdefghijklmnopqrstuvwxyz",
+    "gitlab glpat-abcdefghijklmnopqrstu",
+    "slack xoxb-1234567890-abc",
+    "aws AKIAIOSFODNN7EXAMPLE",
+    "conf API-KEY: hunter2hunter2",
+)
+
+
+def test_the_cheap_secret_prefilter_never_hides_a_pattern() -> None:
+    # `_may_hold_secret` only skips work: every string a pattern matches must pass it.
+    from aam_policy.audit._redact import _SECRET_VALUES, _may_hold_secret
+
+    assert len(_PATTERN_SAMPLES) == len(_SECRET_VALUES)
+    for sample, (pattern, _) in zip(_PATTERN_SAMPLES, _SECRET_VALUES, strict=True):
+        assert pattern.search(sample), (pattern.pattern, sample)
+        assert _may_hold_secret(sample), sample
+        assert REDACTED in redact({"note": sample})["note"], sample
+    assert not _may_hold_secret("refund 42 for ticket 7 on the basis of policy")

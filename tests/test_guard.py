@@ -8,12 +8,15 @@ approvals and the audit trail are real SQLite files in tmp_path.
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -391,3 +394,52 @@ def test_a_token_that_does_not_verify_is_refused_before_any_decision(world: Worl
 def _bytes(path: Path, db: str) -> bytes:
     """A SQLite file with its WAL: where a leaked value would sit before a checkpoint."""
     return b"".join(p.read_bytes() for p in path.glob(db + "*"))
+
+
+def test_a_revoke_from_another_process_is_seen_by_the_very_next_authorize(
+    world: World, tmp_path: Path
+) -> None:
+    # The stores keep a connection per thread: that must never mean a stale session read.
+    opened = world.open()
+    assert world.guard.authorize(opened.token, "crm.read_ticket", "read", CRM, data="internal")
+    script = (
+        "import sys; from aam_policy.sessions import SessionBroker, SigningKeys\n"
+        "b = SessionBroker(sys.argv[1], SigningKeys.generate(warn=False), {})\n"
+        "assert b.revoke(sys.argv[2], reason='elsewhere') == [sys.argv[2]]\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "sessions.db"), opened.session.id],
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    after = world.guard.authorize(opened.token, "crm.read_ticket", "read", CRM, data="internal")
+    assert (after.outcome, after.decision.reason_codes) == ("deny", ["session_revoked"])
+
+
+@pytest.mark.parametrize("durability", ["full", "normal"])
+def test_both_state_durabilities_decide_and_record_alike(
+    tmp_path: Path, bundle: Path, durability: Literal["full", "normal"]
+) -> None:
+    clock = Clock()
+    audit = AuditStore(tmp_path / "audit.db", durability=durability)
+    queue = ApprovalQueue(tmp_path / "s.db", audit=audit, clock=clock, durability=durability)
+    broker = SessionBroker(
+        tmp_path / "s.db",
+        SigningKeys({"k1": secrets.token_bytes(32)}),
+        load_policy([bundle]).registry,
+        audit=audit,
+        clock=clock,
+        durability=durability,
+    )
+    guard = Guard(broker, LocalDecisionClient(bundle), queue, audit, clock=clock)
+    opened = broker.open(ALICE, BOT, INTENT, ttl=300, purpose="refund", prompt=PROMPT)
+    assert guard.authorize(opened.token, "crm.read_ticket", "read", CRM, data="internal").allowed
+    pending = guard.authorize(
+        opened.token, "payments.refund", "write", STRIPE, REFUND, "confidential"
+    )
+    assert pending.outcome == "escalate" and pending.approval is not None
+    assert broker.get(opened.session.id).actions_used == 1
+    assert audit.verify().ok and len(audit) == 4  # opened, decision, decision, requested
+    audit.close()
+    queue.close()
+    broker.close()

@@ -287,3 +287,16 @@ def test_repr_never_shows_key_material() -> None:
 def test_new_secret_is_usable() -> None:
     keys = SigningKeys.parse(f"fresh:{SigningKeys.new_secret()}")
     assert keys.active_kid == "fresh"
+
+
+def test_a_remembered_token_is_rechecked_when_its_key_is_replaced() -> None:
+    keys = SigningKeys({"k1": SECRET_A, "k2": SECRET_B}, active="k2")
+    claims = {"sid": "s", "sub": "h", "agent": "a", "intent": "i", "iat": 1, "exp": 2, "jti": "j"}
+    token = SigningKeys({"k1": SECRET_A}).sign(claims)
+    first = keys.verify(token)
+    first["sid"] = "mutated"  # callers get a copy: the remembered claims stay intact
+    assert keys.verify(token)["sid"] == "s"
+    keys.remove("k1")
+    keys.add("k1", secrets.token_bytes(32))  # same kid, another secret
+    with pytest.raises(TokenInvalid, match="signature"):
+        keys.verify(token)

@@ -1,7 +1,8 @@
 """Append-only, hash-chained audit trail; OPA decision-log ingestion; trace rebuild.
 
 ```python
-store = AuditStore("audit.db")                      # SQLite, WAL, synchronous=FULL
+store = AuditStore("audit.db")                      # SQLite, WAL, fsync per commit
+AuditStore("audit.db", durability="normal")         # or $AAM_AUDIT_DURABILITY=normal
 store.append("session.opened", "sess_1", {"human": "alice@example.com", "prompt": text, ...},
              actor="alice@example.com")             # payloads are redacted on the way in
 store.ingest_decision_logs(opa_events)              # OPA decision logs -> `decision` events
@@ -20,7 +21,7 @@ from ._collector import AUDIT_DB_ENV, CollectorServer, ingest_to_audit_db, serve
 from ._ingest import decision_from_opa, parse_timestamp_ns
 from ._models import EVENT_TYPES, AuditEvent, ChainHead, VerifyResult
 from ._redact import REDACTED, mask_text, prompt_digest, redact
-from ._store import AuditStore
+from ._store import DURABILITY_ENV, AuditStore
 from ._trace import (
     PromptDigest,
     Trace,
@@ -37,6 +38,7 @@ from ._trace import (
 
 __all__ = [
     "AUDIT_DB_ENV",
+    "DURABILITY_ENV",
     "EVENT_TYPES",
     "GENESIS",
     "REDACTED",

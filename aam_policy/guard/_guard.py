@@ -3,8 +3,15 @@
 The state work (verify the session, build `input.session`, update the session, append to the
 audit store, open the approval) is the same for both twins and lives in `_Core`. `AsyncGuard`
 runs it in a worker thread, one hop before and one after the PDP call: the audit store commits
-with `synchronous=FULL`, and an fsync per decision must not stall the event loop. Every store
-opens a connection per call or per thread, so the worker thread is safe.
+with `synchronous=FULL` by default, and an fsync per decision must not stall the event loop.
+Every store keeps one connection per thread, so the worker thread is safe.
+
+Per authorize: one session read (token verified, session row, its grants), the decision, one
+session write transaction (`record_decision`, without re-reading grants), one audit append;
+an escalation adds the approval request and its audit event. The session is never cached
+between calls, so a revoke from anywhere is seen by the next authorize. Durability is the
+stores' (chosen when they are built, or by `$AAM_AUDIT_DURABILITY` / `$AAM_STATE_DURABILITY`
+through `aam`): with the defaults the audit append is the only fsync on the decision path.
 """
 
 from __future__ import annotations
@@ -129,7 +136,9 @@ class _Core:
                 "action": action,
                 "data": None if data is None else dict(data),
                 # Only the grants bound to this very action: nothing else is the policy's business.
-                "session": self.broker.to_input(current.id, fingerprint=action.fingerprint),
+                # `current` was read from the store (with its grants) by this very call, so it
+                # is not re-read here.
+                "session": current.to_input(fingerprint=action.fingerprint),
                 "context": {"time_ns": self.clock(), "break_glass": break_glass},
             }
         )
@@ -144,7 +153,9 @@ class _Core:
         try:
             # Only an allowed action counts against the budget and the chain history: a
             # refused one ran nothing and showed the agent no data.
-            self.broker.record_decision(session.id, action["tool"], sensitivity, decision.allow)
+            self.broker.record_decision(
+                session.id, action["tool"], sensitivity, decision.allow, with_grants=False
+            )
         except SessionRevoked:
             # Torn down between the decision and now: the action must not run.
             decision = Decision(

@@ -1,4 +1,8 @@
-"""The JIT session broker: open, verify, track, tear down and revoke agent sessions."""
+"""The JIT session broker: open, verify, track, tear down and revoke agent sessions.
+
+`durability` ("normal" by default, or "full") is the session store's: see `_store` for what
+each keeps through an OS crash. Opening, ending and revoking always commit durably.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from ._models import (
     UnknownIntent,
     coerce_model,
 )
-from ._store import SessionStore
+from ._store import Durability, SessionStore
 from ._tokens import SigningKeys
 
 logger = logging.getLogger("aam_policy.sessions")
@@ -76,8 +80,9 @@ class SessionBroker:
         clock: Callable[[], int] = time.time_ns,
         *,
         grants: GrantSource | None = None,
+        durability: Durability = "normal",
     ) -> None:
-        self._store = SessionStore(db_path)
+        self._store = SessionStore(db_path, durability=durability)
         self._keys = keys
         self._registry: Mapping[str, Any] = dict(registry)
         self._audit = audit
@@ -100,6 +105,14 @@ class SessionBroker:
     @property
     def db_path(self) -> Path:
         return self._store.path
+
+    @property
+    def durability(self) -> str:
+        return self._store.durability
+
+    def close(self) -> None:
+        """Close the store's connections (they reopen on next use)."""
+        self._store.close()
 
     def update_registry(self, registry: Mapping[str, Any]) -> None:
         """Swap in a new bundle's registry (existing sessions keep the limits they opened with)."""
@@ -254,7 +267,13 @@ class SessionBroker:
         )
 
     def record_decision(
-        self, session_id: str, tool: str, sensitivity: str | None, counted: bool
+        self,
+        session_id: str,
+        tool: str,
+        sensitivity: str | None,
+        counted: bool,
+        *,
+        with_grants: bool = True,
     ) -> Session:
         """Apply a decision to the session state atomically.
 
@@ -263,10 +282,12 @@ class SessionBroker:
         level counts as restricted). `counted=False` (denied or escalated) only bumps the
         decision counter: the agent saw no data, so the chain history stays unchanged.
         A counted action on an ended session is refused with SessionRevoked.
+        `with_grants=False` skips reading the approval grants into the returned session (the
+        Guard does not use them there; it saves a query per decision).
         """
         level = sensitivity if sensitivity in SENSITIVITY_LEVELS else "restricted"
         session = self._store.record(session_id, tool, level, counted)
-        return self._with_grants(session, self._clock())
+        return self._with_grants(session, self._clock()) if with_grants else session
 
     def to_input(self, session_id: str, *, fingerprint: str | None = None) -> dict[str, Any]:
         """The DESIGN.md `input.session` object, with the session's unexpired approval grants.

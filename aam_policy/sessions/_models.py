@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol
 
@@ -21,8 +22,12 @@ def sensitivity_rank(level: str | None) -> int:
     return len(SENSITIVITY_LEVELS) - 1
 
 
+# One regex scan instead of a Python loop per character: ids are validated on every read.
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
+
+
 def _no_control_chars(value: str, what: str) -> str:
-    if not value or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if not value or _CONTROL_CHARS.search(value):
         raise ValueError(f"{what} must be a non-empty string without control characters")
     return value
 

@@ -3,6 +3,11 @@
 Rotation: add the new key and make it active (new tokens carry its `kid`); keep the old key
 until every token it signed has expired (at most the largest intent `max_ttl`), then remove it.
 Tokens whose `kid` is unknown are refused, so removing a key revokes what it signed.
+
+`verify` remembers the tokens it verified (a bounded map, token -> claims and the key that
+verified them): an agent presents the same token on every call, and PyJWT's parse and HMAC cost
+~100 us. A remembered token is trusted only while the very same key is still held, so removing
+or replacing a key takes effect at once. Time checks were never part of `verify`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,6 +34,7 @@ ALGORITHM = "HS256"
 # RFC 7518 3.2: an HS256 key must be at least as long as the hash output.
 MIN_SECRET_BYTES = 32
 REQUIRED_CLAIMS = ("sid", "sub", "agent", "intent", "iat", "exp", "jti")
+_VERIFIED_MAX = 4096  # remembered verified tokens (see the module docstring)
 _KID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -52,12 +59,15 @@ class SigningKeys:
     Key material is held privately and never appears in repr/str or error messages.
     """
 
-    __slots__ = ("_active", "_secrets")
+    __slots__ = ("_active", "_secrets", "_verified", "_verified_lock")
 
     def __init__(
         self, keys: Mapping[str, bytes] | Iterable[tuple[str, bytes]], active: str | None = None
     ) -> None:
         self._secrets: dict[str, bytes] = {}
+        # token -> (kid, the secret object that verified it, claims); see the module docstring.
+        self._verified: dict[str, tuple[str, bytes, dict[str, Any]]] = {}
+        self._verified_lock = threading.Lock()
         items = keys.items() if isinstance(keys, Mapping) else keys
         for kid, secret in items:
             self._put(kid, secret)
@@ -196,6 +206,18 @@ class SigningKeys:
         """
         if not isinstance(token, str) or not token:
             raise TokenInvalid("token must be a non-empty string")
+        known = self._verified.get(token)
+        # `is`: the same key object still held (removal or replacement misses).
+        if known is not None and self._secrets.get(known[0]) is known[1]:
+            return dict(known[2])
+        kid, secret, claims = self._verify(token)
+        with self._verified_lock:
+            if len(self._verified) >= _VERIFIED_MAX:
+                self._verified.pop(next(iter(self._verified)))  # oldest first
+            self._verified[token] = (kid, secret, dict(claims))
+        return claims
+
+    def _verify(self, token: str) -> tuple[str, bytes, dict[str, Any]]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -229,4 +251,4 @@ class SigningKeys:
         for name in ("iat", "exp"):
             if not isinstance(claims.get(name), int) or isinstance(claims[name], bool):
                 raise TokenInvalid(f"token claim {name!r} must be an integer")
-        return claims
+        return kid, secret, claims
