@@ -51,7 +51,7 @@ def _engine(policy: PolicySource) -> Evaluator:
     from aam_policy.engine import RegorusEngine, load_policy
 
     paths = [policy] if isinstance(policy, (str, os.PathLike)) else list(policy)
-    return RegorusEngine(load_policy([Path(p) for p in paths]))
+    return RegorusEngine(load_policy([Path(p) for p in paths], tests=False))
 
 
 class LocalDecisionClient:

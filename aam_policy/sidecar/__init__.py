@@ -34,6 +34,19 @@ Evaluating on that engine thread instead of inline on the loop costs 50-100 us p
 bundle is parsed: reloading a 30k-line bundle under load delays decisions by at most ~180 ms
 (regorus' one-time prepare step holds the GIL), where building it on the loop would stall
 for parse + prepare (~210 + ~190 ms measured); for a 3k-line bundle the delay is ~20 ms.
+
+Issue 5 (1,000-intent bundle, 2 vCPU shared by client and sidecar): the ~1.8 ms over the
+engine's own time was mostly not in the sidecar. Client side: `httpx.Client` cost ~400 us of
+CPU per decision and httpcore sent head and body in two writes (two wakeups of the sidecar,
+~350 us per loopback send here), so the clients now drive an httpcore pool directly and send
+each request in one write (`aam_policy.client._transport`); the async client also lost ~45%
+of its CPU to a failing `import sniffio` per request. Sidecar side: the bundle watcher's
+signature walk (2,000 files a second, ~30 ms of GIL-holding Python) now takes ~9 ms, and
+concurrent decisions are evaluated in batches (one hop per batch, not per decision). Inline
+evaluation on the loop measured no better within the noise, and is ruled out for this bundle
+anyway: an engine's first evaluation in a new thread takes ~3 s. What remains is mostly the
+evaluation itself (~0.4-0.5 ms under load, of which `set_input` ~80 us), which caps one
+sidecar near 2,000 decisions/s of pure engine time.
 """
 
 from aam_policy.sidecar._decision_log import (

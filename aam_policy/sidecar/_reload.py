@@ -35,16 +35,32 @@ def bundle_signature(path: Path) -> Signature:
     if not path.is_dir():
         return ("file", stat.st_ino, stat.st_size, stat.st_mtime_ns)
     entries: list[tuple[str, int, int, int]] = []
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            try:
-                st = os.stat(full)
-            except OSError:
-                continue  # removed while walking: the next tick sees the final state
-            entries.append((os.path.relpath(full, path), st.st_ino, st.st_size, st.st_mtime_ns))
+    _scan(str(path), "", entries)
     return ("dir", manifest_revision(path), tuple(entries))
+
+
+def _scan(directory: str, prefix: str, entries: list[tuple[str, int, int, int]]) -> None:
+    # What os.walk + os.stat + os.path.relpath gave (symlinked directories are not followed),
+    # with less Python per file: a 1,000-intent bundle has ~2,000 files, polled every second
+    # on a thread that holds the GIL for all but the syscalls, delaying decisions meanwhile.
+    try:
+        with os.scandir(directory) as it:
+            listed = sorted(it, key=lambda entry: entry.name)
+    except OSError:
+        return
+    subdirs = []
+    for entry in listed:
+        try:
+            if entry.is_dir():
+                if not entry.is_symlink():
+                    subdirs.append(entry)
+                continue
+            st = entry.stat()
+        except OSError:
+            continue  # removed while walking: the next tick sees the final state
+        entries.append((prefix + entry.name, st.st_ino, st.st_size, st.st_mtime_ns))
+    for entry in subdirs:
+        _scan(entry.path, f"{prefix}{entry.name}/", entries)
 
 
 def manifest_revision(path: Path) -> str | None:
