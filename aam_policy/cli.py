@@ -10,6 +10,7 @@ import argparse
 import getpass
 import json
 import re
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -744,6 +745,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except UsageError as exc:
         return _fail(str(exc))
+    except (OSError, sqlite3.Error) as exc:
+        # the machine, not the input: a full disk, a database that is not one, no permission
+        print(f"aam: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 

@@ -80,3 +80,12 @@ def test_unknown_session_and_missing_db_are_clear_errors(tmp_path: Path) -> None
     assert missing.returncode == 2
     assert "no such audit database" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "audit.db"
+    bogus.write_text("not sqlite\n" * 100)
+    result = _aam("audit", "verify", "--db", str(bogus))
+    assert result.returncode == 1
+    assert "aam: DatabaseError: file is not a database" in result.stderr
+    assert "Traceback" not in result.stderr
