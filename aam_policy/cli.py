@@ -282,8 +282,9 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
 def _register_runtime(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sidecar",
-        help="run the OPA-compatible decision sidecar (flags: aam sidecar -- --help)",
+        help="run the OPA-compatible decision sidecar (aam sidecar --help)",
         add_help=False,
+        prefix_chars="+",  # every flag goes to the sidecar's own parser
     )
     p.add_argument("sidecar_args", nargs=argparse.REMAINDER)
     p.set_defaults(handler=_cmd_sidecar)
