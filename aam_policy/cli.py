@@ -249,9 +249,12 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _open_audit(db: str):  # -> AuditStore
+def _open_audit(db: str | None, state: str | None):  # -> AuditStore
+    from aam_policy._state import StateDir
     from aam_policy.audit import AuditStore
 
+    # the operator's state directory (--state / $AAM_STATE_DIR / ./.aam) unless --db names one
+    db = db if db is not None else str(StateDir.resolve(state).audit_db)
     if not Path(db).is_file():
         raise UsageError(f"{db}: no such audit database")
     return AuditStore(db)
@@ -260,7 +263,7 @@ def _open_audit(db: str):  # -> AuditStore
 def _cmd_trace(args: argparse.Namespace) -> int:
     from aam_policy.audit import render_trace
 
-    with _open_audit(args.db) as store:
+    with _open_audit(args.db, args.state) as store:
         trace = store.trace(args.session)
     if not trace.found:
         print(f"aam: no events for session {args.session}", file=sys.stderr)
@@ -273,7 +276,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    with _open_audit(args.db) as store:
+    with _open_audit(args.db, args.state) as store:
         result = store.verify()
     print(result)
     return EXIT_OK if result.ok else EXIT_FAILED
@@ -297,14 +300,16 @@ def _register_runtime(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("trace", help="rebuild one session's causal chain from the audit store")
     p.add_argument("session")
-    p.add_argument("--db", default="aam-audit.db")
+    p.add_argument("--db", help="audit database (default: the state directory's audit.db)")
+    p.add_argument("--state", help="state directory (default: $AAM_STATE_DIR, else ./.aam)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_trace)
 
     p = sub.add_parser("audit", help="audit store commands")
     audit_sub = p.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
     v = audit_sub.add_parser("verify", help="check the hash chain; names the first bad event")
-    v.add_argument("--db", default="aam-audit.db")
+    v.add_argument("--db", help="audit database (default: the state directory's audit.db)")
+    v.add_argument("--state", help="state directory (default: $AAM_STATE_DIR, else ./.aam)")
     v.set_defaults(handler=_cmd_audit_verify)
 
 

@@ -89,3 +89,15 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "aam: DatabaseError: file is not a database" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_verify_and_trace_default_to_the_state_directory(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    _store_with_session(state / "audit.db")
+    verified = _aam("audit", "verify", "--state", str(state))
+    assert verified.returncode == 0, verified.stderr
+    assert "audit chain OK" in verified.stdout
+    traced = _aam("trace", "sess_cli", "--state", str(state))
+    assert traced.returncode == 0, traced.stderr
+    assert "sess_cli" in traced.stdout
