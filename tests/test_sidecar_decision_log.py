@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from sidecar_helpers import DATA, REVISION, TINY_BUNDLE, read_jsonl, request, wa
 from aam_policy.sidecar import (
     DEFAULT_MASKS,
     JsonlDecisionLog,
+    SidecarError,
     SidecarProcess,
     apply_masks,
     parse_masks,
@@ -206,3 +208,40 @@ def test_jsonl_sink_writes_through_and_closes(tmp_path: Path) -> None:
         "c",
     ]
     assert sink.dropped == 0
+
+
+def test_decisions_are_recorded_in_the_audit_store(tmp_path: Path) -> None:
+    from aam_policy.audit import AuditStore
+
+    db = tmp_path / "audit.db"
+    doc = request(amount=500, purpose=SECRET_PURPOSE)
+    doc["intent"]["prompt"] = PROMPT_TEXT
+    with (
+        SidecarProcess(TINY_BUNDLE, args=["--audit-db", str(db)]) as sidecar,
+        httpx.Client(base_url=sidecar.url, timeout=5) as client,
+    ):
+        ids = [
+            client.post("/v1/data/aam/decision", json={"input": doc}).json()["decision_id"]
+            for _ in range(3)
+        ]
+
+        def recorded() -> list[Any]:
+            with AuditStore(db) as store:
+                return [e for e in store.events() if e.type == "decision"]
+
+        events = wait_for(lambda: len(recorded()) >= 3 and recorded())
+    assert sorted(e.event_id for e in events) == sorted(f"decision:{i}" for i in ids)
+    with AuditStore(db) as store:
+        assert store.verify().ok
+    raw = db.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("audit.db-*"))
+    assert PROMPT_TEXT.encode() not in raw and b"hunter2" not in raw
+
+
+def test_an_audit_store_that_cannot_open_stops_the_start(tmp_path: Path) -> None:
+    bogus = tmp_path / "audit.db"
+    bogus.write_text("not a database\n" * 50)
+    with (
+        pytest.raises(SidecarError, match="cannot open audit store"),
+        SidecarProcess(TINY_BUNDLE, args=["--audit-db", str(bogus)]),
+    ):
+        pass

@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--decision-log", type=Path, metavar="FILE", help="append decision-log events (JSONL)"
     )
     parser.add_argument(
+        "--audit-db",
+        type=Path,
+        metavar="FILE",
+        help="also record each decision in this hash-chained audit store (aam trace reads it)",
+    )
+    parser.add_argument(
         "--mask",
         action="append",
         default=[],
@@ -217,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_body_bytes=args.max_body,
             max_log_body_bytes=args.max_log_body,
             decision_log=args.decision_log,
+            audit_db=args.audit_db,
             masks=masks,
             ready_file=args.ready_file,
             shutdown_timeout=args.shutdown_timeout,

@@ -114,23 +114,20 @@ def _erase(root: dict[str, Any], parts: tuple[str, ...]) -> bool:
     return True
 
 
-class JsonlDecisionLog:
-    """Decision-log sink appending one JSON line per event to a file.
-
-    Write-through without blocking requests: events go to a bounded queue that a writer
-    thread drains, flushing whenever the queue runs empty (so a line is on disk within
-    milliseconds of the decision). When the queue is full (the disk cannot keep up) events
-    are dropped and counted rather than delaying decisions; `dropped` reports how many.
+class _QueuedSink:
+    """A decision-log sink that never blocks a decision: events go to a bounded queue that a
+    writer thread drains in batches (everything queued at the time), so an event is written
+    within milliseconds. When the queue is full (the writer cannot keep up) events are
+    dropped and counted rather than delaying decisions; `dropped` reports how many.
     """
 
-    def __init__(self, path: str | Path, max_queue: int = 10_000) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    name = "decision log"
+
+    def __init__(self, max_queue: int = 10_000) -> None:
         self.dropped = 0
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(max_queue)
-        self._file = self.path.open("a", encoding="utf-8")
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="aam-decision-log", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"aam-{self.name}", daemon=True)
         self._thread.start()
 
     def __call__(self, event: dict[str, Any]) -> None:
@@ -141,34 +138,91 @@ class JsonlDecisionLog:
         except queue.Full:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
-                logger.error("decision log queue full: %d event(s) dropped", self.dropped)
+                logger.error("%s queue full: %d event(s) dropped", self.name, self.dropped)
 
     def write_many(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
             self(event)
 
     def _run(self) -> None:
-        while True:
-            event = self._queue.get()
-            if event is None:
-                break
-            self._write(event)
-            if self._queue.empty():
-                self._file.flush()
-        self._file.flush()
+        done = False
+        while not done:
+            batch = [self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            done = None in batch
+            events = [event for event in batch if event is not None]
+            if events:
+                self._write_batch(events)
+        self._finish()
 
-    def _write(self, event: dict[str, Any]) -> None:
-        try:
-            line = json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str)
-            self._file.write(line + "\n")
-        except (OSError, TypeError, ValueError) as exc:
-            logger.error("decision log write failed: %s", exc)
+    def _write_batch(self, events: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        """Called on the writer thread after the last batch."""
 
     def close(self, timeout: float = 5.0) -> None:
-        """Write what is queued, then close the file."""
+        """Write what is queued, then stop the writer."""
         if self._closed:
             return
         self._closed = True
         self._queue.put(None)
         self._thread.join(timeout)
+
+
+class JsonlDecisionLog(_QueuedSink):
+    """Decision-log sink appending one JSON line per event to a file (flushed per batch)."""
+
+    name = "decision-log"
+
+    def __init__(self, path: str | Path, max_queue: int = 10_000) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+        super().__init__(max_queue)
+
+    def _write_batch(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            try:
+                line = json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str)
+                self._file.write(line + "\n")
+            except (OSError, TypeError, ValueError) as exc:
+                logger.error("decision log write failed: %s", exc)
+        self._file.flush()
+
+    def _finish(self) -> None:
         self._file.close()
+
+
+class AuditDecisionLog(_QueuedSink):
+    """Decision-log sink feeding the hash-chained audit store, one transaction per batch.
+
+    The store is idempotent on decision_id, so a decision the enforcement point (`Guard`)
+    already recorded is not stored twice; decisions made outside a Guard land in the same
+    trace. The store is opened on the writer thread (SQLite connections are per thread).
+    """
+
+    name = "audit-log"
+
+    def __init__(self, db_path: str | Path, max_queue: int = 10_000) -> None:
+        from aam_policy.audit import AuditStore
+
+        self.db_path = Path(db_path)
+        AuditStore(self.db_path).close()  # fail now, at start-up, if it cannot be opened
+        self._store: Any = None
+        super().__init__(max_queue)
+
+    def _write_batch(self, events: list[dict[str, Any]]) -> None:
+        from aam_policy.audit import AuditStore
+
+        try:
+            if self._store is None:
+                self._store = AuditStore(self.db_path)
+            self._store.ingest_decision_logs(events)
+        except Exception as exc:  # a full disk must not stop the sidecar deciding
+            logger.error("audit decision log write failed (%d event(s)): %s", len(events), exc)
+
+    def _finish(self) -> None:
+        if self._store is not None:
+            self._store.close()

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import time
 import uuid
 import zlib
@@ -41,6 +42,7 @@ from aam_policy.engine._verify import verification_config
 
 from ._decision_log import (
     DEFAULT_MASKS,
+    AuditDecisionLog,
     DecisionLogSink,
     JsonlDecisionLog,
     LogIngest,
@@ -84,6 +86,8 @@ class SidecarConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_log_body_bytes: int = DEFAULT_MAX_LOG_BODY_BYTES
     decision_log: Path | None = None
+    # decision-log events also go to this hash-chained audit store (masked the same way)
+    audit_db: Path | None = None
     masks: tuple[str, ...] = DEFAULT_MASKS
     ready_file: Path | None = None
     shutdown_timeout: float = 10.0
@@ -156,6 +160,7 @@ class Sidecar:
         self.runtime = PolicyRuntime(config.engine, verification)
         self.watcher: BundleWatcher | None = None
         self.jsonl: JsonlDecisionLog | None = None
+        self.audit_log: AuditDecisionLog | None = None
         self.sinks: list[DecisionLogSink] = []
         if decision_log_sink is not None:
             self.sinks.append(decision_log_sink)
@@ -219,6 +224,12 @@ class Sidecar:
                     f"cannot open decision log {config.decision_log}: {exc}"
                 ) from None
             self.sinks.append(self.jsonl)
+        if config.audit_db is not None:
+            try:
+                self.audit_log = AuditDecisionLog(config.audit_db)
+            except (OSError, sqlite3.Error) as exc:
+                raise SidecarError(f"cannot open audit store {config.audit_db}: {exc}") from None
+            self.sinks.append(self.audit_log)
         if self.log_ingest is not None:
             self._ingest_executor = ThreadPoolExecutor(1, thread_name_prefix="aam-log-ingest")
 
@@ -307,6 +318,8 @@ class Sidecar:
             await asyncio.to_thread(self._ingest_executor.shutdown, True)
         if self.jsonl is not None:
             await asyncio.to_thread(self.jsonl.close)
+        if self.audit_log is not None:
+            await asyncio.to_thread(self.audit_log.close)
 
     # --- dispatch -----------------------------------------------------------------------------
 
@@ -740,12 +753,12 @@ def serve(
     """Serve `bundle` on host:port until SIGTERM/SIGINT (blocking; used by `aam sidecar`).
 
     `options` are the other `SidecarConfig` fields (allow_remote, engine, watch,
-    reload_interval, max_body_bytes, max_log_body_bytes, decision_log, masks, ready_file,
+    reload_interval, max_body_bytes, max_log_body_bytes, decision_log, audit_db, masks, ready_file,
     shutdown_timeout, parent_pid, labels, verification_key, verification_key_id, signing_alg,
     scope). Raises `SidecarError` when it cannot start (e.g. an unsigned bundle while a
     verification key is set).
     """
-    for key in ("decision_log", "ready_file"):
+    for key in ("decision_log", "audit_db", "ready_file"):
         if options.get(key) is not None:
             options[key] = Path(options[key])
     if "masks" in options:
