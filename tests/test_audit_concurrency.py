@@ -122,7 +122,7 @@ def test_connections_are_per_thread_and_closed(tmp_path: Path) -> None:
     seen = []
 
     def use() -> None:
-        seen.append(store._conn())
+        seen.append(store._conns.get())
         store.append("decision", "s", {"outcome": "allow"})
 
     threads = [threading.Thread(target=use) for _ in range(3)]

@@ -16,7 +16,7 @@ _PRAGMA = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
 def _sync(store: AuditStore) -> str:
     store.append("decision", "sess_1", {"n": 1})
-    return _PRAGMA[store._conn().execute("PRAGMA synchronous").fetchone()[0]]
+    return _PRAGMA[store._conns.get().execute("PRAGMA synchronous").fetchone()[0]]
 
 
 def test_the_audit_store_fsyncs_every_commit_by_default(
@@ -71,17 +71,17 @@ def test_session_lifecycle_commits_are_always_fsynced(tmp_path: Path) -> None:
     assert broker.durability == "normal"
     store = broker._store
     opened = broker.open({"id": "alice"}, {"id": "bot"}, "i")
-    assert _PRAGMA[store._conn().execute("PRAGMA synchronous").fetchone()[0]] == "FULL"
+    assert _PRAGMA[store._conns.get().execute("PRAGMA synchronous").fetchone()[0]] == "FULL"
     broker.record_decision(opened.session.id, "t", "public", True)
-    assert _PRAGMA[store._conn().execute("PRAGMA synchronous").fetchone()[0]] == "NORMAL"
+    assert _PRAGMA[store._conns.get().execute("PRAGMA synchronous").fetchone()[0]] == "NORMAL"
     broker.revoke(opened.session.id)
-    assert _PRAGMA[store._conn().execute("PRAGMA synchronous").fetchone()[0]] == "FULL"
+    assert _PRAGMA[store._conns.get().execute("PRAGMA synchronous").fetchone()[0]] == "FULL"
     full = SessionBroker(
         tmp_path / "f.db", SigningKeys.generate(warn=False), registry, durability="full"
     )
     opened = full.open({"id": "alice"}, {"id": "bot"}, "i")
     full.record_decision(opened.session.id, "t", "public", True)
-    assert _PRAGMA[full._store._conn().execute("PRAGMA synchronous").fetchone()[0]] == "FULL"
+    assert _PRAGMA[full._store._conns.get().execute("PRAGMA synchronous").fetchone()[0]] == "FULL"
     broker.close()
     full.close()
 

@@ -42,6 +42,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from aam_policy._sqlite import ThreadConnections
+
 from ._chain import GENESIS, Row, canonical_json, check_chain, event_hash
 from ._ingest import decision_event_id, decision_from_opa
 from ._models import EVENT_TYPES, AuditEvent, ChainHead, VerifyResult
@@ -118,11 +120,6 @@ class _Pending(NamedTuple):
     fresh: bool = False  # a new random event id: it cannot be stored already
 
 
-class _ThreadConn(threading.local):
-    conn: sqlite3.Connection | None = None
-    owner: tuple[int, int] = (0, 0)  # (pid, store generation) the connection belongs to
-
-
 class AuditStore:
     """Append-only, hash-chained audit trail in one SQLite file. Thread- and process-safe.
 
@@ -144,15 +141,16 @@ class AuditStore:
     ) -> None:
         self.path = Path(path)
         self._synchronous = _synchronous_for(synchronous, durability)
-        self._timeout = timeout
-        self._local = _ThreadConn()
         self._write_lock = threading.Lock()
-        self._conns_lock = threading.Lock()
-        self._conns: list[sqlite3.Connection] = []
-        self._generation = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._conn()
-        with self._write_lock, self._transaction(conn):
+        self._conns = ThreadConnections(
+            self.path,
+            timeout=timeout,
+            # recursive_triggers: an INSERT OR REPLACE fires the append-only DELETE trigger
+            pragmas=(f"synchronous = {self._synchronous}", "recursive_triggers = ON"),
+            named_rows=False,
+        )
+        with self._write_lock, self._conns.transaction() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
 
@@ -172,12 +170,7 @@ class AuditStore:
 
     def close(self) -> None:
         """Close every connection this store opened (they reopen on next use)."""
-        with self._conns_lock:
-            conns, self._conns = self._conns, []
-            self._generation += 1
-        for conn in conns:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        self._conns.close()
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -263,9 +256,8 @@ class AuditStore:
         )
 
     def _write(self, items: Sequence[_Pending]) -> list[tuple[AuditEvent, bool]]:
-        conn = self._conn()
         out: list[tuple[AuditEvent, bool]] = []
-        with self._write_lock, self._transaction(conn):
+        with self._write_lock, self._conns.transaction() as conn:
             head = conn.execute("SELECT seq, hash FROM chain_head WHERE id = 0").fetchone()
             if head is None:
                 raise RuntimeError(
@@ -337,21 +329,21 @@ class AuditStore:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        rows = self._conn().execute(sql, params).fetchall()
+        rows = self._conns.get().execute(sql, params).fetchall()
         return [_event(Row(*r)) for r in rows]
 
     def get(self, seq: int) -> AuditEvent | None:
-        row = self._conn().execute(f"SELECT {_COLUMNS} FROM events WHERE seq = ?", (seq,))
+        row = self._conns.get().execute(f"SELECT {_COLUMNS} FROM events WHERE seq = ?", (seq,))
         found = row.fetchone()
         return None if found is None else _event(Row(*found))
 
     def head(self) -> ChainHead:
         """The recorded last event (seq 0 and the genesis hash when empty)."""
-        row = self._conn().execute("SELECT seq, hash FROM chain_head WHERE id = 0").fetchone()
+        row = self._conns.get().execute("SELECT seq, hash FROM chain_head WHERE id = 0").fetchone()
         return ChainHead(seq=0, hash=GENESIS) if row is None else ChainHead(seq=row[0], hash=row[1])
 
     def __len__(self) -> int:
-        return int(self._conn().execute("SELECT count(*) FROM events").fetchone()[0])
+        return int(self._conns.get().execute("SELECT count(*) FROM events").fetchone()[0])
 
     def verify(self, anchor: ChainHead | None = None) -> VerifyResult:
         """Recompute the whole chain and compare it with the recorded head (and `anchor`).
@@ -359,7 +351,7 @@ class AuditStore:
         Detects edited, deleted, inserted and reordered events and a truncated tail, and names
         the first bad event. Reads one consistent snapshot, so concurrent appends are fine.
         """
-        conn = self._conn()
+        conn = self._conns.get()
         with self._snapshot(conn):
             head_row = conn.execute("SELECT seq, hash FROM chain_head WHERE id = 0").fetchone()
             head = None if head_row is None else (int(head_row[0]), str(head_row[1]))
@@ -400,44 +392,6 @@ class AuditStore:
         return build_trace(session_id, self.events(session_id=session_id))
 
     # --- connections ----------------------------------------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        local = self._local
-        owner = (os.getpid(), self._generation)
-        if local.conn is None or local.owner != owner:
-            # A connection inherited through fork() must never be used: SQLite's locks
-            # belong to the parent.
-            local.conn = self._connect()
-            local.owner = owner
-        return local.conn
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        # So an INSERT OR REPLACE through this connection fires the DELETE trigger.
-        conn.execute("PRAGMA recursive_triggers = ON")
-        with self._conns_lock:
-            self._conns.append(conn)
-        return conn
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException:
-            # Also after a failed COMMIT (full disk): the kept connection must not stay
-            # inside the transaction.
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
 
     @staticmethod
     @contextlib.contextmanager

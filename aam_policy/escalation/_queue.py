@@ -24,15 +24,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import secrets
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
+from aam_policy._sqlite import Durability, ThreadConnections, check_durability
 
 from ._models import (
     STATUSES,
@@ -53,13 +53,6 @@ logger = logging.getLogger("aam_policy.escalation")
 
 _NS = 1_000_000_000
 DEFAULT_REQUEST_TTL_SECONDS = 900
-DURABILITY_MODES: tuple[str, ...] = ("full", "normal")
-
-
-class _ThreadConn(threading.local):
-    conn: sqlite3.Connection | None = None
-    owner: tuple[int, int] = (0, 0)  # (pid, queue generation) the connection belongs to
-    sync: str = ""  # the connection's current PRAGMA synchronous
 
 
 _SCHEMA = (
@@ -156,23 +149,18 @@ class ApprovalQueue:
         clock: Callable[[], int] = time.time_ns,
         *,
         request_ttl_seconds: int = DEFAULT_REQUEST_TTL_SECONDS,
-        durability: Literal["full", "normal"] = "normal",
+        durability: Durability = "normal",
     ) -> None:
         if request_ttl_seconds <= 0:
             raise ValueError("request_ttl_seconds must be positive")
-        if durability not in DURABILITY_MODES:
-            raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}")
         self.path = Path(db_path)
+        self.durability = check_durability(durability)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.durability = durability
         self._request_sync = "FULL" if durability == "full" else "NORMAL"
         self._audit = audit
         self._clock = clock
         self._request_ttl_ns = request_ttl_seconds * _NS
-        self._local = _ThreadConn()
-        self._conns_lock = threading.Lock()
-        self._conns: list[sqlite3.Connection] = []
-        self._generation = 0
+        self._conns = ThreadConnections(self.path)
         with self._transaction() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -447,49 +435,14 @@ class ApprovalQueue:
 
     def close(self) -> None:
         """Close every connection this queue opened (they reopen on next use)."""
-        with self._conns_lock:
-            conns, self._conns = self._conns, []
-            self._generation += 1
-        for conn in conns:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-
-    def _conn(self, sync: str | None = None) -> sqlite3.Connection:
-        local = self._local
-        owner = (os.getpid(), self._generation)
-        if local.conn is None or local.owner != owner:
-            # A connection inherited through fork() must never be used: SQLite's locks
-            # belong to the parent.
-            conn = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            with self._conns_lock:
-                self._conns.append(conn)
-            local.conn, local.owner, local.sync = conn, owner, ""
-        if sync is not None and local.sync != sync:
-            # Per connection, and only outside a transaction: set before BEGIN.
-            local.conn.execute(f"PRAGMA synchronous = {sync}")
-            local.sync = sync
-        return local.conn
+        self._conns.close()
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         """This thread's connection for reads (autocommit: each query is a fresh snapshot)."""
-        yield self._conn()
+        yield self._conns.get()
 
-    @contextmanager
-    def _transaction(self, sync: str = "FULL") -> Iterator[sqlite3.Connection]:
-        conn = self._conn(sync)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            # Also after a failed COMMIT: the kept connection must not stay in the transaction.
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
+    def _transaction(
+        self, sync: str = "FULL"
+    ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return self._conns.transaction(sync)

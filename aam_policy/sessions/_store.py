@@ -26,13 +26,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import sqlite3
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
+from aam_policy._sqlite import Durability, ThreadConnections, check_durability
 
 from ._models import (
     AgentIdentity,
@@ -74,9 +73,6 @@ CREATE INDEX IF NOT EXISTS sessions_human ON sessions (human_id);
 CREATE INDEX IF NOT EXISTS sessions_agent ON sessions (agent_id);
 CREATE INDEX IF NOT EXISTS sessions_live ON sessions (ended_at_ns, expires_at_ns);
 """
-
-Durability = Literal["full", "normal"]
-DURABILITY_MODES: tuple[str, ...] = ("full", "normal")
 
 _COLUMNS = (
     "id, jti, intent, human_id, human_json, agent_id, agent_json, purpose, prompt_sha256,"
@@ -122,18 +118,6 @@ def _to_session(row: sqlite3.Row) -> Session:
     )
 
 
-class _ThreadConn(threading.local):
-    conn: sqlite3.Connection | None = None
-    owner: tuple[int, int] = (0, 0)  # (pid, store generation) the connection belongs to
-    sync: str = ""  # the connection's current PRAGMA synchronous
-
-
-def check_durability(durability: str) -> str:
-    if durability not in DURABILITY_MODES:
-        raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}")
-    return durability
-
-
 class SessionStore:
     def __init__(
         self, path: str | Path, *, durability: Durability = "normal", timeout: float = 30.0
@@ -142,12 +126,8 @@ class SessionStore:
         self.durability = check_durability(durability)
         # What the hot per-decision update commits with; lifecycle changes always use FULL.
         self._record_sync = "FULL" if durability == "full" else "NORMAL"
-        self._timeout = timeout
-        self._local = _ThreadConn()
-        self._conns_lock = threading.Lock()
-        self._conns: list[sqlite3.Connection] = []
-        self._generation = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conns = ThreadConnections(self.path, timeout=timeout)
         with self.transaction() as conn:
             # Not executescript(): it would COMMIT the open transaction first.
             for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
@@ -155,55 +135,18 @@ class SessionStore:
 
     def close(self) -> None:
         """Close every connection this store opened (they reopen on next use)."""
-        with self._conns_lock:
-            conns, self._conns = self._conns, []
-            self._generation += 1
-        for conn in conns:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        self._conns.close()
 
-    def _conn(self, sync: str | None = None) -> sqlite3.Connection:
-        local = self._local
-        owner = (os.getpid(), self._generation)
-        if local.conn is None or local.owner != owner:
-            # A connection inherited through fork() must never be used: SQLite's locks
-            # belong to the parent.
-            conn = sqlite3.connect(
-                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
-            # WAL: readers never block the writer; the mode is persistent in the file.
-            conn.execute("PRAGMA journal_mode = WAL")
-            with self._conns_lock:
-                self._conns.append(conn)
-            local.conn, local.owner, local.sync = conn, owner, ""
-        if sync is not None and local.sync != sync:
-            # Per connection, and only outside a transaction: set before BEGIN.
-            local.conn.execute(f"PRAGMA synchronous = {sync}")
-            local.sync = sync
-        return local.conn
-
-    @contextmanager
+    @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         """This thread's connection for reads (autocommit: each query is a fresh snapshot)."""
-        yield self._conn()
+        yield self._conns.get()
 
-    @contextmanager
-    def transaction(self, sync: str = "FULL") -> Iterator[sqlite3.Connection]:
+    def transaction(
+        self, sync: str = "FULL"
+    ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """A write transaction holding SQLite's write lock from the start (no upgrade races)."""
-        conn = self._conn(sync)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            # Also after a failed COMMIT (full disk): the kept connection must not stay
-            # inside the transaction.
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
+        return self._conns.transaction(sync)
 
     # --- queries ------------------------------------------------------------------------------
 
