@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import re
 import sqlite3
 import sys
@@ -34,11 +35,41 @@ def _fail(message: str) -> int:
 # --- authoring: validate / schema / compile ---------------------------------------------------
 
 
+def _job_count(text: str) -> int:
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = -1
+    if jobs < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return jobs
+
+
+def _jobs_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=_job_count,
+        default=0,
+        metavar="N",
+        help="worker processes reading the templates (default 0: one per usable CPU)",
+    )
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    """--jobs, or the CPUs this process may run on (its affinity mask where the OS has one)."""
+    if args.jobs > 0:
+        return int(args.jobs)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from aam_policy.intents import IntentValidationError, load_intents
 
     try:
-        loaded = load_intents(args.paths)
+        loaded = load_intents(args.paths, jobs=_jobs(args))
     except IntentValidationError as exc:
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
@@ -67,7 +98,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         except CompileError as exc:
             return _fail(f"compile failed, nothing written: {exc}")
     try:
-        loaded = load_intents(args.intents)
+        loaded = load_intents(args.intents, jobs=_jobs(args))
     except IntentValidationError as exc:
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
@@ -164,6 +195,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="validate intent templates (YAML)")
     p.add_argument("paths", nargs="+", help="intent files or directories")
+    _jobs_argument(p)
     p.set_defaults(handler=_cmd_validate)
 
     p = sub.add_parser("schema", help="print the intent template JSON Schema")
@@ -173,6 +205,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("intents", nargs="+", help="intent files or directories")
     p.add_argument("-o", "--output", required=True, help="bundle directory to write")
     p.add_argument("--tarball", help="also write bundle.tar.gz here")
+    _jobs_argument(p)
     p.add_argument(
         "--signing-key",
         metavar="KEY",

@@ -254,3 +254,29 @@ def test_a_request_must_be_json() -> None:
     assert [str(p) for p in caught.value.problems] == [
         "nan.yaml:19:78: spec.examples[0].request.action.amount[1]: not a JSON value: nan"
     ]
+
+
+def test_aam_compile_in_worker_processes_writes_the_same_bundle(tmp_path: Path) -> None:
+    fixtures = DATA.parent.parent.parent / "fixtures" / "intents"
+    sources = tmp_path / "intents"
+    sources.mkdir()
+    template = (fixtures / "support.yaml").read_text()
+    for index in range(70):  # enough files for the worker pool
+        ident = f"support-{index:03d}"
+        (sources / f"{ident}.yaml").write_text(
+            template.replace("id: resolve-support-ticket", f"id: {ident}")
+        )
+    bundles = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"bundle-{jobs}"
+        result = _aam("compile", sources, "-o", out, "--jobs", jobs)
+        assert result.returncode == 0, result.stderr
+        assert "compiled 70 intent(s)" in result.stdout
+        bundles.append({p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()})
+    assert bundles[0] == bundles[1]
+
+
+def test_a_negative_job_count_is_refused() -> None:
+    result = _aam("validate", BAD / "bad_id.yaml", "--jobs", "-1")
+    assert result.returncode == 2
+    assert "expected a whole number >= 0, got '-1'" in result.stderr

@@ -213,3 +213,38 @@ def test_validation_error_message_lists_every_problem() -> None:
         "m.yaml:8:44: spec.tools[0].operations[0]: 'fly' is not one of read, write, delete, "
         "execute, transfer",
     ]
+
+
+def _many_templates(root: Path) -> None:
+    """70 files: valid intents, a later duplicate id, a schema error, a YAML error, bad bytes."""
+    for index in range(66):
+        text = MINIMAL.replace("id: minimal", f"id: intent-{index:03d}")
+        (root / f"t{index:03d}.yaml").write_text(text)
+    (root / "t066.yaml").write_text(MINIMAL.replace("id: minimal", "id: intent-007"))
+    (root / "t067.yaml").write_text(MINIMAL.replace("max_actions: 0", "max_actions: -1"))
+    (root / "t068.yaml").write_text("apiVersion: [unclosed\n")
+    (root / "t069.yaml").write_bytes(b"\xff\xfe not utf-8")
+
+
+def test_worker_processes_give_the_same_intents_and_problems_in_order(tmp_path: Path) -> None:
+    _many_templates(tmp_path)
+    outcomes = []
+    for jobs in (1, 2):
+        with pytest.raises(IntentValidationError) as caught:
+            load_intents([tmp_path], jobs=jobs)
+        outcomes.append([str(problem) for problem in caught.value.problems])
+    assert outcomes[0] == outcomes[1]
+    assert [line.split(":")[0].rsplit("/", 1)[1] for line in outcomes[0]] == [
+        "t066.yaml",
+        "t067.yaml",
+        "t068.yaml",
+        "t069.yaml",
+    ]
+    assert "duplicate intent id 'intent-007'" in outcomes[0][0]
+    for bad in ("t066.yaml", "t067.yaml", "t068.yaml", "t069.yaml"):
+        (tmp_path / bad).unlink()
+    serial, parallel = (load_intents([tmp_path], jobs=jobs) for jobs in (1, 2))
+    assert len(serial) == 66
+    assert [(i.intent, i.path, i.line) for i in serial] == [
+        (i.intent, i.path, i.line) for i in parallel
+    ]

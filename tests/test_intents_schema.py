@@ -90,3 +90,28 @@ def test_aam_schema_prints_the_committed_schema() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == json.loads(COMMITTED.read_text(encoding="utf-8"))
+
+
+def _documents(directory: Path) -> list[Any]:
+    found = []
+    for path in sorted(directory.rglob("*.y*ml")):
+        try:
+            found.extend(d for d in yaml.safe_load_all(path.read_text()) if d is not None)
+        except (yaml.YAMLError, UnicodeDecodeError):
+            continue  # syntax errors never reach the schema
+    return found
+
+
+def test_the_inlined_gate_accepts_exactly_what_the_schema_accepts() -> None:
+    from aam_policy.intents._loader import _gate, _validator
+
+    data = Path(__file__).resolve().parent / "data" / "intents"
+    docs = _documents(FIXTURES) + _documents(data)
+    refused = [doc for doc in docs if not _validator().is_valid(doc)]
+    assert len(docs) >= 60 and len(refused) >= 40  # both verdicts are exercised
+    for doc in docs:
+        assert _gate().is_valid(doc) == _validator().is_valid(doc), doc
+    # the gate really has its references written out, all but the recursive conditions
+    text = json.dumps({k: v for k, v in _gate().schema.items() if k != "$defs"})
+    assert '"#/$defs/condition"' in text
+    assert '"#/$defs/tool"' not in text and '"#/$defs/duration"' not in text

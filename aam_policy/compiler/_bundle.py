@@ -32,6 +32,11 @@ MANIFEST = ".manifest"
 DATA = "data.json"
 ROOTS = ["aam"]
 _UNSTAMPED = b'\n\t"bundle_revision": "",\n'
+_UNSTAMPED_DATA = b'{\n  "aam": {\n    "bundle": {\n      "revision": ""\n'
+
+
+def _data_stamp(revision: str) -> bytes:
+    return _UNSTAMPED_DATA.replace(b'""', json.dumps(revision).encode())
 
 
 @dataclass(frozen=True)
@@ -118,12 +123,16 @@ def render_bundle(intents: Sequence[Any], signing: SigningConfig | None = None) 
         for ident, (_, doc) in checked.items()
     }
 
+    # data.json likewise: serialized once, its first line holding a revision is the bundle's
+    # ("bundle" sorts before "registry"); json_bytes is the slow, indenting encoder.
+    data = json_bytes({"aam": {"bundle": {"revision": ""}, "registry": registry}})
+
     def stamped(revision: str) -> dict[str, bytes]:
         line = f'\n\t"bundle_revision": {json.dumps(revision)},\n'.encode()
         files = {**core_files(), **tests}
         for path, module in modules.items():
             files[path] = module.replace(_UNSTAMPED, line, 1)
-        files[DATA] = json_bytes({"aam": {"bundle": {"revision": revision}, "registry": registry}})
+        files[DATA] = data.replace(_UNSTAMPED_DATA, _data_stamp(revision), 1)
         return files
 
     revision = bundle_revision(stamped(""))

@@ -78,7 +78,7 @@ def _baseline(doc: dict[str, Any]) -> dict[str, Any]:
 def merge_request(base: Any, patch: Any) -> Any:
     """Deep merge: dicts merge recursively, anything else (lists, scalars, null) replaces."""
     if isinstance(base, dict) and isinstance(patch, dict):
-        merged = copy.deepcopy(base)
+        merged = {key: copy.deepcopy(value) for key, value in base.items() if key not in patch}
         for key, value in patch.items():
             merged[key] = merge_request(base[key], value) if key in base else copy.deepcopy(value)
         return merged

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from aam_policy.compiler._errors import CompileError
@@ -63,13 +64,24 @@ def _escape_char(match: re.Match[str]) -> str:
     return f"\\u{code:04x}"
 
 
+# One encoder each, built once: json.dumps with options builds a new encoder per call, which
+# dominated compiling a large bundle (hundreds of thousands of literals).
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False).encode
+_JSON_NUMBER = json.JSONEncoder(allow_nan=False).encode
+
+
+@lru_cache(maxsize=4096)  # keys and tool names repeat across a bundle's literals
+def _string_literal(text: str) -> str:
+    if _SURROGATE.search(text):
+        raise CompileError(f"string {text!r} holds a lone UTF-16 surrogate (not valid Unicode)")
+    return _ESCAPE.sub(_escape_char, _JSON_TEXT(text))
+
+
 def rego_string(text: Any) -> str:
     """A Rego string literal with exactly the value `text` (JSON string encoding)."""
     if not isinstance(text, str):
         raise CompileError(f"expected a string, got {type(text).__name__}: {text!r}")
-    if _SURROGATE.search(text):
-        raise CompileError(f"string {text!r} holds a lone UTF-16 surrogate (not valid Unicode)")
-    return _ESCAPE.sub(_escape_char, json.dumps(text, ensure_ascii=False))
+    return _string_literal(text)
 
 
 def _scalar(value: Any) -> str:
@@ -80,7 +92,7 @@ def _scalar(value: Any) -> str:
     if isinstance(value, str):
         return rego_string(value)
     if is_number(value):
-        return json.dumps(value, allow_nan=False)
+        return _JSON_NUMBER(value)  # finite: is_number said so
     raise CompileError(f"not a JSON value: {value!r}")
 
 

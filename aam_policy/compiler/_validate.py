@@ -397,5 +397,5 @@ def check_intent(intent: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     The first is what the intent revision hashes; the second is what gets rendered.
     Raises CompileError when the intent is invalid.
     """
-    doc = intent_document(intent)
-    return doc, _Checker(copy.deepcopy(doc)).run()
+    # two documents: the checker normalizes its own (intent_document copies every time)
+    return intent_document(intent), _Checker(intent_document(intent)).run()

@@ -199,8 +199,7 @@ class RegorusEngine:
         bundle = aam.get("bundle") if isinstance(aam, dict) else None
         revision = bundle.get("revision") if isinstance(bundle, dict) else None
         if self._dispatch and any(
-            _CORE_PACKAGE.search(m.text) and _NO_INTENT_HEAD.search(m.text)
-            for m in policy.modules
+            _CORE_PACKAGE.search(m.text) and _NO_INTENT_HEAD.search(m.text) for m in policy.modules
         ):
             self._no_intent = (_NO_INTENT_RULE, revision or "")
         self._queries: dict[str, tuple[tuple[str, ...], str]] = {}
