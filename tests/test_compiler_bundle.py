@@ -142,10 +142,10 @@ def test_manifest_and_revision(tmp_path: Path) -> None:
     data["aam"]["bundle"]["revision"] = ""
     text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     files["data.json"] = text.encode()
-    stamp = f'\n\t"bundle_revision": "{bundle.revision}",\n'.encode()
+    stamp = f'\\"bundle_revision\\":\\"{bundle.revision}\\"'.encode()
     for path in [p for p in files if p.startswith("aam/intents/")]:
         assert files[path].count(stamp) == 1
-        files[path] = files[path].replace(stamp, b'\n\t"bundle_revision": "",\n')
+        files[path] = files[path].replace(stamp, b'\\"bundle_revision\\":\\"\\"')
     digest = hashlib.sha256()
     for path in sorted(files):
         digest.update(f"{path}\n{len(files[path])}\n".encode())
@@ -234,8 +234,8 @@ def test_generated_module_shape(tmp_path: Path) -> None:
         "\tinput.action.parameters.amount > 100\n"
         "}\n"
     ) in module
-    assert '\nintent := {\n\t"break_glass": {\n' in module
-    assert f'\n\t"bundle_revision": "{bundle.revision}",\n' in module
+    assert '\nintent := json.unmarshal("{\\"break_glass\\":{' in module
+    assert f'\\"bundle_revision\\":\\"{bundle.revision}\\"' in module
     assert module.endswith("\ndecision := core.decide(intent, escalations)\n")
     # opa fmt style: tabs, no trailing whitespace, no double blank lines
     for line in module.splitlines():

@@ -19,6 +19,8 @@ from aam_policy.compiler import CompileError, baseline_request, compile_bundle, 
 from aam_policy.engine import RegorusEngine, load_policy
 
 EVIL = '"} else := true {\n}\nimport data.secrets\npackage evil\n# \\" \' ` {{ x }} {% if %}'
+# what the compiler's revision stamp looks for, raw and escaped, in free text
+STAMP = '"bundle_revision":"" \\"bundle_revision\\":\\"\\"'
 UNI = "caf\u00e9 \U0001f600 \u202eevil\u202c \u2028 \U0001f469\u200d\U0001f4bb"
 AGENT_ID = 'spiffe://example.org/agents/"} else := true { \\ # \U0001f916'
 PLANNER = "spiffe://example.org/agents/planner \u00e9 } import"
@@ -37,7 +39,7 @@ def _hostile() -> dict[str, Any]:
                     rule(
                         {"field": "action.parameters.note", "op": "eq", "value": EQ_VALUE},
                         [APPROVER, "user:" + UNI],
-                        "reason " + EVIL + UNI,
+                        "reason " + EVIL + UNI + STAMP,
                         300,
                     ),
                     rule(
@@ -85,7 +87,7 @@ def _hostile() -> dict[str, Any]:
             {
                 "after": {"sensitivity_at_least": None, "tools_used_any": ["crm.read_ticket"]},
                 "deny_tools": ["email.send_external"],
-                "reason": EVIL + UNI,
+                "reason": STAMP + EVIL + UNI,
             }
         ],
         delegation={"max_depth": 1, "agents": [PLANNER]},
@@ -146,8 +148,19 @@ def test_registry_strings_round_trip(compiled: tuple[RegorusEngine, Path, dict])
     assert entry["owner"] == "owner " + EVIL
     assert entry["principals"] == doc["spec"]["principals"]
     assert entry["environments"] == ["prod " + EVIL, UNI]
-    assert entry["chaining"][0]["reason"] == EVIL + UNI
+    assert entry["chaining"][0]["reason"] == STAMP + EVIL + UNI
     assert entry["delegation"]["agents"] == [PLANNER]
+
+
+def test_the_module_entry_is_the_registry_entry_stamped_with_the_revision(
+    compiled: tuple[RegorusEngine, Path, dict],
+) -> None:
+    engine, _, _ = compiled
+    entry = engine.evaluate("data.aam.registry")["hostile-intent"]
+    module_entry = engine.evaluate("data.aam.intents.hostile_intent.intent")
+    assert engine.revision and module_entry == {**entry, "bundle_revision": engine.revision}
+    decision = engine.evaluate("aam/decision", baseline_request(_hostile()))
+    assert decision["policy"]["revision"] == engine.revision
 
 
 def test_eq_matches_only_the_exact_string(compiled: tuple[RegorusEngine, Path, dict]) -> None:
@@ -180,7 +193,7 @@ def test_escalation_text_reaches_the_decision(compiled: tuple[RegorusEngine, Pat
     decision = engine.evaluate("aam/decision", request)
     assert decision["outcome"] == "escalate"
     assert decision["reasons"] == [
-        {"code": "escalation_required", "message": "reason " + EVIL + UNI}
+        {"code": "escalation_required", "message": "reason " + EVIL + UNI + STAMP}
     ]
     assert decision["escalation"]["approvers"] == sorted([APPROVER, "user:" + UNI])
     assert decision["escalation"]["approval_ttl_seconds"] == 300

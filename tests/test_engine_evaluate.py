@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -247,3 +249,33 @@ def test_replaced_engine_is_dropped_on_its_own_thread(monkeypatch: pytest.Monkey
     thread.join()
     gc.collect()
     assert unraisable == []
+
+
+_ERROR_PROBE = """
+import os, sys
+from aam_policy.engine._regorus import new_engine
+engine = new_engine()
+engine.add_policy("a.rego", "package a\\nimport rego.v1\\nx := 1\\n")
+try:
+    engine.eval_rule_as_json("data.nowhere")
+except RuntimeError as exc:
+    print(os.environ["RUST_LIB_BACKTRACE"], "backtrace" in str(exc).lower())
+"""
+
+
+@pytest.mark.parametrize(
+    ("lib_backtrace", "expected"),
+    [(None, "0 False"), ("1", "1 True")],  # an explicit setting is left alone
+)
+def test_regorus_errors_carry_no_rust_backtrace_unless_asked(
+    lib_backtrace: str | None, expected: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RUST_LIB_BACKTRACE"}
+    env["RUST_BACKTRACE"] = "1"  # as on machines where developers set it
+    if lib_backtrace is not None:
+        env["RUST_LIB_BACKTRACE"] = lib_backtrace
+    done = subprocess.run(
+        [sys.executable, "-c", _ERROR_PROBE], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected

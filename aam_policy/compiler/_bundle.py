@@ -31,8 +31,17 @@ from aam_policy.compiler._validate import check_intent
 MANIFEST = ".manifest"
 DATA = "data.json"
 ROOTS = ["aam"]
-_UNSTAMPED = b'\n\t"bundle_revision": "",\n'
+# Where an intent module holds the bundle revision: in its entry's JSON string, whose first
+# key (break_glass) holds no string, so the first such key after the line's start is this one.
+_ENTRY_LINE = b"\nintent := json.unmarshal("
+_UNSTAMPED = b'\\"bundle_revision\\":\\"\\"'
 _UNSTAMPED_DATA = b'{\n  "aam": {\n    "bundle": {\n      "revision": ""\n'
+
+
+def _stamp_module(module: bytes, revision: str) -> bytes:
+    at = module.index(_UNSTAMPED, module.index(_ENTRY_LINE))
+    stamp = _UNSTAMPED[:-2] + revision.encode("ascii") + _UNSTAMPED[-2:]  # hex: no escaping
+    return module[:at] + stamp + module[at + len(_UNSTAMPED) :]
 
 
 def _data_stamp(revision: str) -> bytes:
@@ -114,8 +123,8 @@ def render_bundle(intents: Sequence[Any], signing: SigningConfig | None = None) 
 
     # The revision is stamped into data.json and into every intent module (which read it
     # without a `data.` lookup): hash the bundle with an empty revision, then stamp it.
-    # Modules are rendered once; the stamp replaces the one top-level line of the entry
-    # literal holding it (other keys sit deeper or are ids that cannot spell it).
+    # Modules are rendered once; the stamp fills the empty revision in the entry's JSON string
+    # (see _stamp_module).
     modules = {
         f"aam/intents/{package_name(ident)}.rego": _utf8(
             render_intent_module(doc, registry[ident], ""), ident
@@ -128,10 +137,9 @@ def render_bundle(intents: Sequence[Any], signing: SigningConfig | None = None) 
     data = json_bytes({"aam": {"bundle": {"revision": ""}, "registry": registry}})
 
     def stamped(revision: str) -> dict[str, bytes]:
-        line = f'\n\t"bundle_revision": {json.dumps(revision)},\n'.encode()
         files = {**core_files(), **tests}
         for path, module in modules.items():
-            files[path] = module.replace(_UNSTAMPED, line, 1)
+            files[path] = _stamp_module(module, revision)
         files[DATA] = data.replace(_UNSTAMPED_DATA, _data_stamp(revision), 1)
         return files
 

@@ -106,6 +106,20 @@ def rego_inline(value: Any) -> str:
     return _scalar(value)
 
 
+_COMPACT_JSON = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
+def compact_json(value: Any) -> str:
+    """A JSON value as canonical one-line JSON text (sorted keys, no spaces), for a Rego string
+    literal that `json.unmarshal` reads back."""
+    try:
+        return _COMPACT_JSON(value)
+    except (TypeError, ValueError) as exc:
+        raise CompileError(f"not a JSON value: {exc}") from None
+
+
 def rego_block(value: Any, depth: int = 0) -> str:
     """A JSON value as a Rego literal laid out like `opa fmt`: one member per line, tabs,
     trailing commas. `depth` is the indentation of the line the literal starts on."""

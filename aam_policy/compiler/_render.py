@@ -14,6 +14,7 @@ from aam_policy.compiler._examples import example_cases
 from aam_policy.compiler._rego import (
     ConditionCompiler,
     Helper,
+    compact_json,
     package_name,
     rego_block,
     rego_inline,
@@ -39,6 +40,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["rego"] = rego_inline
     env.filters["rego_block"] = rego_block
+    env.filters["compact_json"] = compact_json
     env.globals["unsupported"] = _unsupported
     return env
 
@@ -84,7 +86,7 @@ def registry_entry(original: dict[str, Any], doc: dict[str, Any]) -> dict[str, A
 
 def render_intent_module(doc: dict[str, Any], entry: dict[str, Any], bundle_revision: str) -> str:
     """`aam/intents/<pkg>.rego`: the escalations of every tool, the registry `entry` with the
-    bundle revision as a literal, then `decision`."""
+    bundle revision (a JSON string read by json.unmarshal), then `decision`."""
     escalations: list[dict[str, Any]] = []
     helpers: list[Helper] = []
     for t, tool in enumerate(doc["spec"]["tools"]):

@@ -26,10 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import jwt
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
 from aam_policy.engine._policy import PolicyLoadError
 
@@ -110,6 +107,13 @@ def _prepared_key(config: VerificationConfig) -> Any:
             f"the verification key for {config.algorithm} must be a PEM public key "
             "(or the path of a file holding one)"
         )
+    # Imported here, like jwt below: only a sidecar that verifies bundles needs them (~10 MB).
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import (
+        load_pem_private_key,
+        load_pem_public_key,
+    )
+
     # As OPA: a public key, a certificate, or a private key standing for its public half.
     try:
         return load_pem_public_key(config.key)
@@ -260,6 +264,8 @@ def _verified_files(raw: bytes, config: VerificationConfig, refuse: Any) -> dict
         raise refuse(f"{SIGNATURES_FILE}: missing JWT (expected exactly one)")
     if len(tokens) > 1 or not isinstance(tokens[0], str):
         raise refuse(f"{SIGNATURES_FILE}: expected exactly one JWT")
+    import jwt
+
     try:
         decoded = jwt.PyJWS().decode_complete(
             tokens[0], _prepared_key(config), algorithms=[config.algorithm]

@@ -49,6 +49,8 @@ evaluation itself (~0.4-0.5 ms under load, of which `set_input` ~80 us), which c
 sidecar near 2,000 decisions/s of pure engine time.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from aam_policy.sidecar._decision_log import (
     DEFAULT_MASKS,
     DecisionLogSink,
@@ -58,8 +60,6 @@ from aam_policy.sidecar._decision_log import (
     parse_masks,
 )
 from aam_policy.sidecar._errors import ApiError, SidecarError
-from aam_policy.sidecar._process import SidecarProcess
-from aam_policy.sidecar._push import PushError, PushResult, push_bundle
 from aam_policy.sidecar._server import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_LOG_BODY_BYTES,
@@ -69,6 +69,29 @@ from aam_policy.sidecar._server import (
     parse_addr,
     serve,
 )
+
+if TYPE_CHECKING:
+    from aam_policy.sidecar._process import SidecarProcess
+    from aam_policy.sidecar._push import PushError, PushResult, push_bundle
+
+# The launcher and `aam push` load on first use: they bring HTTP clients (httpx,
+# opa-python-client with requests) that the server process itself never needs (~10 MB RSS).
+_LAZY = {
+    "SidecarProcess": "aam_policy.sidecar._process",
+    "PushError": "aam_policy.sidecar._push",
+    "PushResult": "aam_policy.sidecar._push",
+    "push_bundle": "aam_policy.sidecar._push",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "DEFAULT_MASKS",
