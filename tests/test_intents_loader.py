@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -226,7 +227,20 @@ def _many_templates(root: Path) -> None:
     (root / "t069.yaml").write_bytes(b"\xff\xfe not utf-8")
 
 
-def test_worker_processes_give_the_same_intents_and_problems_in_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("other_thread", [False, True])  # forked, or fresh interpreters
+def test_worker_processes_give_the_same_intents_and_problems_in_order(
+    tmp_path: Path, other_thread: bool
+) -> None:
+    done = threading.Event()
+    if other_thread:
+        threading.Thread(target=done.wait, daemon=True).start()
+    try:
+        _load_both_ways(tmp_path)
+    finally:
+        done.set()
+
+
+def _load_both_ways(tmp_path: Path) -> None:
     _many_templates(tmp_path)
     outcomes = []
     for jobs in (1, 2):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import multiprocessing
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -372,9 +373,14 @@ def _check_files(files: Sequence[Path], jobs: int) -> Iterator[_FileResult]:
     if jobs <= 1 or len(files) < _PARALLEL_MIN_FILES:
         yield from map(_check_file, files)
         return
-    # fork where the platform has it: workers start with everything imported (no re-import)
+    # fork where the platform has it and no other thread runs (forking a threaded process can
+    # deadlock): workers then start with everything imported; else fresh interpreters
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    if "fork" in methods and threading.active_count() == 1:
+        method = "fork"
+    else:
+        method = "forkserver" if "forkserver" in methods else "spawn"
+    context = multiprocessing.get_context(method)
     chunk = max(1, len(files) // (jobs * 4))
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         yield from pool.map(_check_file, files, chunksize=chunk)
@@ -385,8 +391,8 @@ def load_intents(paths: Sequence[str | Path], *, jobs: int = 1) -> list[LoadedIn
     `*.yml`, in sorted order), validated.
 
     `jobs` > 1 checks the files in that many worker processes (the CLI passes the usable
-    CPUs); the result, problems included, is the same in the same order. Library callers
-    keep the default 1: forking a process that runs threads is not safe everywhere.
+    CPUs): forked when no other thread runs, else fresh interpreters. The result, problems
+    included, is the same in the same order.
 
     Raises IntentValidationError listing every problem in every file.
     """
