@@ -52,7 +52,7 @@ def _jobs_argument(parser: argparse.ArgumentParser) -> None:
         type=_job_count,
         default=0,
         metavar="N",
-        help="worker processes reading the templates (default 0: one per usable CPU)",
+        help="worker processes for large template sets (default 0: one per usable CPU)",
     )
 
 
@@ -110,6 +110,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
             Path(args.output),
             tarball=Path(args.tarball) if args.tarball else None,
             signing=signing,
+            jobs=_jobs(args),
         )
     except CompileError as exc:
         return _fail(f"compile failed, nothing written: {exc}")

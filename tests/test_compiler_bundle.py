@@ -454,3 +454,30 @@ def test_no_intents_is_a_bundle_that_denies(tmp_path: Path) -> None:
 def test_not_an_intent(tmp_path: Path) -> None:
     with pytest.raises(CompileError, match="expected an Intent"):
         compile_bundle(["resolve-support-ticket"], tmp_path / "b")
+
+
+def _many(count: int) -> list[dict[str, Any]]:
+    return [
+        intent(f"intent-{i:03d}", examples=[example("reads", {}, "allow")]) for i in range(count)
+    ]
+
+
+def test_rendering_in_worker_processes_gives_the_same_bytes(tmp_path: Path) -> None:
+    serial = compile_bundle(_many(70), tmp_path / "serial", jobs=1)
+    parallel = compile_bundle(_many(70), tmp_path / "parallel", jobs=2)
+    assert sum(path.startswith(("aam/intents/", "aam/tests/")) for path in serial.files) == 140
+    assert parallel.files == serial.files
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_errors_from_worker_processes_are_the_first_in_order(tmp_path: Path, jobs: int) -> None:
+    docs = _many(70)
+    docs[40]["spec"]["tools"][0]["operations"] = ["fly"]
+    docs[50]["metadata"]["id"] = "intent-010"  # a duplicate, but after the error
+    with pytest.raises(CompileError, match=r"spec\.tools\[0\]\.operations\[0\]") as caught:
+        compile_bundle(docs, tmp_path / "b", jobs=jobs)
+    assert "intent-040" in str(caught.value)
+    assert not (tmp_path / "b").exists()
+    docs[40] = _many(41)[40]
+    with pytest.raises(CompileError, match="'intent-010' is defined more than once"):
+        compile_bundle(docs, tmp_path / "b", jobs=jobs)

@@ -15,9 +15,10 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aam_policy import __version__
+from aam_policy._workers import map_in_workers
 from aam_policy.compiler._errors import CompileError
 from aam_policy.compiler._rego import package_name
 from aam_policy.compiler._render import (
@@ -103,22 +104,40 @@ def bundle_revision(files: dict[str, bytes]) -> str:
     return digest.hexdigest()
 
 
-def render_bundle(intents: Sequence[Any], signing: SigningConfig | None = None) -> CompiledBundle:
-    """Every file of the bundle, in memory (with `.signatures.json` when `signing`). Raises
-    CompileError; touches no file."""
-    checked: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-    for intent in intents:
-        original, doc = check_intent(intent)
-        ident = doc["metadata"]["id"]
-        if ident in checked:
-            raise CompileError(f"intent {ident!r} is defined more than once")
-        checked[ident] = (original, doc)
+class _Rendered(NamedTuple):
+    ident: str
+    entry: dict[str, Any]  # data.aam.registry[ident]
+    module: bytes  # with an empty bundle revision
+    test: bytes | None  # None without examples
 
-    registry = {ident: registry_entry(*checked[ident]) for ident in sorted(checked)}
+
+def _render_intent(intent: Any) -> _Rendered:
+    """One intent checked and rendered: independent of every other (so done in workers)."""
+    original, doc = check_intent(intent)
+    ident = doc["metadata"]["id"]
+    entry = registry_entry(original, doc)
+    module = _utf8(render_intent_module(doc, entry, ""), ident)
+    test = _utf8(render_test_module(doc), ident) if doc["spec"]["examples"] else None
+    return _Rendered(ident, entry, module, test)
+
+
+def render_bundle(
+    intents: Sequence[Any], signing: SigningConfig | None = None, *, jobs: int = 1
+) -> CompiledBundle:
+    """Every file of the bundle, in memory (with `.signatures.json` when `signing`), the
+    intents rendered in `jobs` worker processes when > 1 (same bytes). Raises CompileError;
+    touches no file."""
+    rendered: dict[str, _Rendered] = {}
+    for item in map_in_workers(_render_intent, intents, jobs):
+        if item.ident in rendered:
+            raise CompileError(f"intent {item.ident!r} is defined more than once")
+        rendered[item.ident] = item
+
+    registry = {ident: rendered[ident].entry for ident in sorted(rendered)}
     tests = {
-        f"aam/tests/{package_name(ident)}_test.rego": _utf8(render_test_module(doc), ident)
-        for ident, (_, doc) in checked.items()
-        if doc["spec"]["examples"]
+        f"aam/tests/{package_name(ident)}_test.rego": item.test
+        for ident, item in rendered.items()
+        if item.test is not None
     }
 
     # The revision is stamped into data.json and into every intent module (which read it
@@ -126,10 +145,7 @@ def render_bundle(intents: Sequence[Any], signing: SigningConfig | None = None) 
     # Modules are rendered once; the stamp fills the empty revision in the entry's JSON string
     # (see _stamp_module).
     modules = {
-        f"aam/intents/{package_name(ident)}.rego": _utf8(
-            render_intent_module(doc, registry[ident], ""), ident
-        )
-        for ident, (_, doc) in checked.items()
+        f"aam/intents/{package_name(ident)}.rego": item.module for ident, item in rendered.items()
     }
 
     # data.json likewise: serialized once, its first line holding a revision is the bundle's
@@ -150,7 +166,7 @@ def render_bundle(intents: Sequence[Any], signing: SigningConfig | None = None) 
             "revision": revision,
             "roots": ROOTS,
             "rego_version": 1,
-            "metadata": {"compiler": f"aam-policy {__version__}", "intents": sorted(checked)},
+            "metadata": {"compiler": f"aam-policy {__version__}", "intents": sorted(rendered)},
         }
     )
     if signing is not None:  # last: it covers every other file, and stays out of the revision
@@ -275,14 +291,16 @@ def compile_bundle(
     tarball: Path | None = None,
     *,
     signing: SigningConfig | None = None,
+    jobs: int = 1,
 ) -> CompiledBundle:
     """Compile intents (`Intent` models, `LoadedIntent`s or their dicts) into an OPA bundle
     directory `out_dir` and, if given, a `tarball` (.tar.gz) with the same files; signed
     (`.signatures.json`, OPA's format) when `signing` (see `signing_config`) is given.
+    `jobs` > 1 renders the intents in that many worker processes (the bytes are the same).
 
     Everything is rendered in memory first; a `CompileError` means nothing was written and a
     previous bundle at `out_dir` / `tarball` is untouched.
     """
-    bundle = render_bundle(intents, signing)
+    bundle = render_bundle(intents, signing, jobs=jobs)
     write_bundle(bundle, out_dir, tarball)
     return bundle

@@ -7,10 +7,7 @@ without knowing JSON Schema or pydantic.
 from __future__ import annotations
 
 import copy
-import multiprocessing
-import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,6 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaError
 from jsonschema.exceptions import best_match
 
+from aam_policy._workers import map_in_workers
 from aam_policy.intents._models import CONDITION_TAGS, Intent
 from aam_policy.intents._patterns import PATH_ROOTS, PATH_SEGMENT, VALUE_WANTED
 from aam_policy.intents._schema import intent_schema
@@ -364,35 +362,12 @@ class _Loader:
         return self.loaded
 
 
-# Below this many files a worker pool costs more than it saves.
-_PARALLEL_MIN_FILES = 64
-
-
-def _check_files(files: Sequence[Path], jobs: int) -> Iterator[_FileResult]:
-    """Each file's result, in order; `jobs` worker processes share the files when > 1."""
-    if jobs <= 1 or len(files) < _PARALLEL_MIN_FILES:
-        yield from map(_check_file, files)
-        return
-    # fork where the platform has it and no other thread runs (forking a threaded process can
-    # deadlock): workers then start with everything imported; else fresh interpreters
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        method = "fork"
-    else:
-        method = "forkserver" if "forkserver" in methods else "spawn"
-    context = multiprocessing.get_context(method)
-    chunk = max(1, len(files) // (jobs * 4))
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        yield from pool.map(_check_file, files, chunksize=chunk)
-
-
 def load_intents(paths: Sequence[str | Path], *, jobs: int = 1) -> list[LoadedIntent]:
     """Every intent in `paths` (files, or directories searched recursively for `*.yaml` and
     `*.yml`, in sorted order), validated.
 
     `jobs` > 1 checks the files in that many worker processes (the CLI passes the usable
-    CPUs): forked when no other thread runs, else fresh interpreters. The result, problems
-    included, is the same in the same order.
+    CPUs); the result, problems included, is the same in the same order.
 
     Raises IntentValidationError listing every problem in every file.
     """
@@ -413,7 +388,7 @@ def load_intents(paths: Sequence[str | Path], *, jobs: int = 1) -> list[LoadedIn
                 fresh.append(path)
         batches.append(fresh)
     all_files = [path for batch in batches if isinstance(batch, list) for path in batch]
-    results = _check_files(all_files, jobs)
+    results = map_in_workers(_check_file, all_files, jobs)
     for batch in batches:
         if isinstance(batch, Problem):
             loader.problems.append(batch)
