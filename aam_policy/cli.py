@@ -639,10 +639,7 @@ def _cmd_collector(args: argparse.Namespace) -> int:
     print(f"aam collector: POST {server.url}/logs -> {store.path}", flush=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
-        server.stop()
         store.close()
     return EXIT_OK
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import run_aam
 
 from aam_policy.intents import IntentValidationError, load_intents
 
@@ -29,12 +29,7 @@ _PROBLEM = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<column>\d+): (?P<field>
 @pytest.fixture(scope="module")
 def validate_all() -> subprocess.CompletedProcess[str]:
     """One `aam validate` run over every corpus file (problems of all files are collected)."""
-    return subprocess.run(
-        [sys.executable, "-m", "aam_policy.cli", "validate", *(str(CORPUS / f) for f in FILES)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_aam("validate", *(CORPUS / f for f in FILES), timeout=120)
 
 
 def _problems_of(stderr: str, name: str) -> list[re.Match[str]]:

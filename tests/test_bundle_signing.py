@@ -7,7 +7,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from cli_helpers import run_aam
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sidecar_helpers import wait_for
@@ -75,16 +75,6 @@ def intents() -> list[Any]:
     return [item.intent for item in load_intents([INTENTS])]
 
 
-def _aam(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aam_policy.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def _claims(bundle: Path, public: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     token = json.loads((bundle / SIGNATURES).read_text())["signatures"][0]
     claims = jwt.decode(token, public.read_bytes(), algorithms=["RS256"])
@@ -108,7 +98,7 @@ def test_rs256_signature_lists_every_file_but_itself_with_opa_hashes(
     tmp_path: Path, keys: dict[str, Path]
 ) -> None:
     out, tar = tmp_path / "bundle", tmp_path / "bundle.tar.gz"
-    done = _aam(
+    done = run_aam(
         "compile", str(INTENTS), "-o", str(out), "--tarball", str(tar),
         "--signing-key", str(keys["private"]),
     )  # fmt: skip
@@ -137,7 +127,7 @@ def test_rs256_signature_lists_every_file_but_itself_with_opa_hashes(
     assert members[SIGNATURES] == (out / SIGNATURES).read_bytes()
     # the signature stays out of the revision: signing changes nothing else
     manifest = json.loads((out / ".manifest").read_text())
-    unsigned = _aam("compile", str(INTENTS), "-o", str(tmp_path / "plain"))
+    unsigned = run_aam("compile", str(INTENTS), "-o", str(tmp_path / "plain"))
     assert unsigned.returncode == 0, unsigned.stderr
     assert json.loads((tmp_path / "plain" / ".manifest").read_text()) == manifest
 
@@ -296,7 +286,7 @@ def _decide(url: str) -> dict[str, Any]:
 
 def test_sidecar_serves_a_signed_bundle(tmp_path: Path, keys: dict[str, Path]) -> None:
     tar = tmp_path / "bundle.tar.gz"
-    done = _aam(
+    done = run_aam(
         "compile", str(INTENTS), "-o", str(tmp_path / "bundle"), "--tarball", str(tar),
         "--signing-key", str(keys["private"]),
     )  # fmt: skip
@@ -356,7 +346,7 @@ def test_hot_reload_refuses_an_altered_bundle_and_keeps_serving(
 @pytest.mark.skipif(opa_binary() is None, reason="opa is not on PATH")
 def test_real_opa_verifies_our_signature(tmp_path: Path, keys: dict[str, Path]) -> None:
     tar = tmp_path / "bundle.tar.gz"
-    done = _aam(
+    done = run_aam(
         "compile", str(INTENTS), "-o", str(tmp_path / "bundle"), "--tarball", str(tar),
         "--signing-key", str(keys["private"]),
     )  # fmt: skip

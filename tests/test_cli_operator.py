@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cli_helpers import run_aam
 from compiler_helpers import FIXTURE_INTENTS, intent
 from session_helpers import ALICE, BOT, enriched_request, escalate_decision, sqlite_bytes
 
@@ -41,13 +42,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _aam(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aam_policy.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env or _env(),
-    )
+    return run_aam(*args, env=env or _env())
 
 
 @pytest.fixture(scope="module")

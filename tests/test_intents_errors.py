@@ -3,11 +3,10 @@ through the real `aam validate` command."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_aam
 
 from aam_policy.intents import IntentValidationError, Problem, load_intent_text, load_intents
 
@@ -131,15 +130,6 @@ CASES = [
 ]
 
 
-def _aam(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aam_policy.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def _inputs(name: str) -> Path:
     """The path to load: the duplicate-id pair is loaded as its directory."""
     path = DATA / name
@@ -173,7 +163,7 @@ def test_problem_names_file_line_and_field(
 def test_aam_validate_exits_2_with_the_problem(
     name: str, line: int, column: int, field: str, words: str
 ) -> None:
-    result = _aam("validate", _inputs(name))
+    result = run_aam("validate", _inputs(name))
     assert result.returncode == 2, result.stdout
     prefix, words = _expected(name, line, column, field, words)
     lines = [text for text in result.stderr.splitlines() if text.startswith(prefix)]
@@ -191,7 +181,7 @@ def test_all_problems_are_reported_not_just_the_first() -> None:
 
 
 def test_problems_of_several_files_are_collected() -> None:
-    result = _aam("validate", BAD / "bad_id.yaml", BAD / "bad_operation.yaml")
+    result = run_aam("validate", BAD / "bad_id.yaml", BAD / "bad_operation.yaml")
     assert result.returncode == 2
     assert "bad_id.yaml:4:7: metadata.id" in result.stderr
     assert "bad_operation.yaml:12:20: spec.tools[0].operations[0]" in result.stderr
@@ -233,7 +223,7 @@ def test_an_infinite_number_is_refused_by_the_model() -> None:
 def test_aam_compile_with_an_invalid_template_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     tarball = tmp_path / "bundle.tar.gz"
-    result = _aam("compile", BAD / "bad_operation.yaml", "-o", out, "--tarball", tarball)
+    result = run_aam("compile", BAD / "bad_operation.yaml", "-o", out, "--tarball", tarball)
     assert result.returncode == 2
     assert "spec.tools[0].operations[0]" in result.stderr
     assert "nothing written" in result.stderr
@@ -269,7 +259,7 @@ def test_aam_compile_in_worker_processes_writes_the_same_bundle(tmp_path: Path) 
     bundles = []
     for jobs in ("1", "2"):
         out = tmp_path / f"bundle-{jobs}"
-        result = _aam("compile", sources, "-o", out, "--jobs", jobs)
+        result = run_aam("compile", sources, "-o", out, "--jobs", jobs)
         assert result.returncode == 0, result.stderr
         assert "compiled 70 intent(s)" in result.stdout
         bundles.append({p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()})
@@ -277,6 +267,6 @@ def test_aam_compile_in_worker_processes_writes_the_same_bundle(tmp_path: Path) 
 
 
 def test_a_negative_job_count_is_refused() -> None:
-    result = _aam("validate", BAD / "bad_id.yaml", "--jobs", "-1")
+    result = run_aam("validate", BAD / "bad_id.yaml", "--jobs", "-1")
     assert result.returncode == 2
     assert "expected a whole number >= 0, got '-1'" in result.stderr

@@ -89,7 +89,13 @@ class CollectorServer:
         return self
 
     def serve_forever(self) -> None:
-        self._server.serve_forever()
+        """Serve on this thread until interrupted (Ctrl-C), then close the socket."""
+        try:
+            self._server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -109,12 +115,7 @@ def serve_collector(store: _IngestingStore, host: str = "127.0.0.1", port: int =
     """Serve ``POST /logs`` into `store` until interrupted (blocking; `aam collector`)."""
     server = CollectorServer(store, host, port)
     logger.info("audit collector listening on %s (POST /logs)", server.url)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_forever()
 
 
 def ingest_to_audit_db(events: list[dict[str, Any]]) -> int:

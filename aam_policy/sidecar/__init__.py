@@ -49,6 +49,7 @@ evaluation itself (~0.4-0.5 ms under load, of which `set_input` ~80 us), which c
 sidecar near 2,000 decisions/s of pure engine time.
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from aam_policy.sidecar._decision_log import (
@@ -88,8 +89,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), name)
 
 
