@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,4 +136,89 @@ def test_connections_are_per_thread_and_closed(tmp_path: Path) -> None:
     store.close()
     # Usable again after close: a fresh connection is opened on demand.
     assert len(store) == 3
+    store.close()
+
+
+def _appends_queued_behind_a_blocked_commit(
+    store: AuditStore, db: Path, monkeypatch: pytest.MonkeyPatch, calls: list[dict[str, Any]]
+) -> tuple[list[Any], int]:
+    """Run `calls` (append kwargs) in threads while a first append waits for SQLite's write
+    lock, held by another connection: they all queue behind it. Returns each call's result
+    (event or exception) and how many transactions the store opened in all."""
+    transactions = 0
+    real = store._conns.transaction
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal transactions
+        transactions += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store._conns, "transaction", counted)
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    results: list[Any] = [None] * (len(calls) + 1)
+
+    def run(index: int, kwargs: dict[str, Any]) -> None:
+        try:
+            results[index] = store.append(**kwargs)
+        except Exception as exc:  # reported through `results`
+            results[index] = exc
+
+    first_call = {"type": "decision", "session_id": "sess_0", "payload": {"i": 0}}
+    first = threading.Thread(target=run, args=(0, first_call))
+    first.start()
+    deadline = time.monotonic() + 10
+    while transactions < 1 and time.monotonic() < deadline:  # the first append is in SQLite
+        time.sleep(0.005)
+    others = [threading.Thread(target=run, args=(i + 1, c)) for i, c in enumerate(calls)]
+    for t in others:
+        t.start()
+    while len(store._queue) < len(calls) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len(store._queue) == len(calls), "the appends did not queue"
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    for t in [first, *others]:
+        t.join(30)
+    return results, transactions
+
+
+def test_appends_that_wait_for_a_commit_share_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "audit.db"
+    store = AuditStore(db)
+    calls = [
+        {"type": "decision", "session_id": f"sess_{i}", "payload": {"i": i}} for i in range(1, 5)
+    ]
+    results, transactions = _appends_queued_behind_a_blocked_commit(store, db, monkeypatch, calls)
+    assert transactions == 2  # the blocked append's, then one for the four that queued
+    assert [r.payload["i"] for r in results] == [0, 1, 2, 3, 4]  # each caller gets its own
+    assert [r.session_id for r in results] == [f"sess_{i}" for i in range(5)]
+    assert store.verify().ok
+    assert [(e.seq, e.payload["i"]) for e in store.events()] == [
+        (r.seq, r.payload["i"]) for r in sorted(results, key=lambda r: r.seq)
+    ]
+    assert len(store) == 5
+    store.close()
+
+
+def test_a_failing_append_does_not_fail_those_it_shared_a_commit_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "audit.db"
+    store = AuditStore(db)
+    calls = [
+        {"type": "decision", "session_id": "sess_1", "payload": {"i": 1}},
+        # passes every check before the transaction; SQLite refuses the integer
+        {"type": "decision", "session_id": "sess_2", "payload": {"i": 2}, "ts_ns": 2**63},
+        {"type": "decision", "session_id": "sess_3", "payload": {"i": 3}},
+    ]
+    results, transactions = _appends_queued_behind_a_blocked_commit(store, db, monkeypatch, calls)
+    assert isinstance(results[2], OverflowError)
+    assert [r.payload["i"] for r in (results[0], results[1], results[3])] == [0, 1, 3]
+    # the shared transaction failed as a whole, then each queued append ran on its own
+    assert transactions == 1 + 1 + 3
+    assert sorted(e.payload["i"] for e in store.events()) == [0, 1, 3]
+    assert store.verify().ok
     store.close()

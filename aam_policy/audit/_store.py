@@ -27,6 +27,12 @@ so every ``aam`` command, the collector and the Guard's stores follow it.
 Concurrency: one connection per thread (and per process after a fork) plus an in-process lock
 around writes. ``BEGIN IMMEDIATE`` takes SQLite's write lock before the head is read, so
 writers in other processes queue behind it (busy timeout 30 s) and the chain stays linear.
+
+Group commit: threads that append while another thread's commit is under way queue their
+events, and the next thread to take the lock commits everything queued in one transaction (one
+fsync). Every append still returns only once its events are committed, and each call's events
+stay all-or-none; if a shared transaction fails, each call is retried on its own, so one
+call's failure is never another's. A single writer gets one fsync per append, as before.
 """
 
 from __future__ import annotations
@@ -120,6 +126,18 @@ class _Pending(NamedTuple):
     fresh: bool = False  # a new random event id: it cannot be stored already
 
 
+class _Ticket:
+    """One append call waiting in the group-commit queue."""
+
+    __slots__ = ("done", "error", "items", "outcome")
+
+    def __init__(self, items: Sequence[_Pending]) -> None:
+        self.items = items
+        self.outcome: list[tuple[AuditEvent, bool]] = []
+        self.error: Exception | None = None
+        self.done = False
+
+
 class AuditStore:
     """Append-only, hash-chained audit trail in one SQLite file. Thread- and process-safe.
 
@@ -142,6 +160,8 @@ class AuditStore:
         self.path = Path(path)
         self._synchronous = _synchronous_for(synchronous, durability)
         self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()  # guards `_queue`; never held while writing
+        self._queue: list[_Ticket] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conns = ThreadConnections(
             self.path,
@@ -256,8 +276,45 @@ class AuditStore:
         )
 
     def _write(self, items: Sequence[_Pending]) -> list[tuple[AuditEvent, bool]]:
+        """Commit `items` in one transaction, possibly shared with other threads' (see top)."""
+        ticket = _Ticket(items)
+        with self._queue_lock:
+            self._queue.append(ticket)
+        with self._write_lock:
+            if not ticket.done:  # no earlier leader took it: lead, for everyone queued
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                try:
+                    self._commit(batch)
+                except BaseException:
+                    # Interrupted (KeyboardInterrupt): the other callers still wait for their
+                    # events, which the next thread to take the lock commits.
+                    with self._queue_lock:
+                        self._queue[:0] = [t for t in batch if not t.done and t is not ticket]
+                    raise
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.outcome
+
+    def _commit(self, batch: list[_Ticket]) -> None:
+        try:
+            outcome = self._insert([item for ticket in batch for item in ticket.items])
+        except Exception as exc:
+            if len(batch) > 1:
+                for ticket in batch:  # one call's failure must not be another's
+                    self._commit([ticket])
+                return
+            batch[0].error, batch[0].done = exc, True
+            return
+        start = 0
+        for ticket in batch:
+            end = start + len(ticket.items)
+            ticket.outcome, ticket.done = outcome[start:end], True
+            start = end
+
+    def _insert(self, items: Sequence[_Pending]) -> list[tuple[AuditEvent, bool]]:
         out: list[tuple[AuditEvent, bool]] = []
-        with self._write_lock, self._conns.transaction() as conn:
+        with self._conns.transaction() as conn:
             head = conn.execute("SELECT seq, hash FROM chain_head WHERE id = 0").fetchone()
             if head is None:
                 raise RuntimeError(
