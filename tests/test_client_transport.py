@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from typing import Any
@@ -104,3 +105,72 @@ def test_the_server_receives_head_and_body_in_one_segment() -> None:
     head, _, body = chunks[0].partition(b"\r\n\r\n")
     assert head.startswith(b"POST /v1/data/aam/decision HTTP/1.1")
     assert body.startswith(b'{"input":') and body.endswith(b"}")
+
+
+def _answer_once_per_connection() -> tuple[socket.socket, threading.Semaphore]:
+    """A PDP that answers one request per connection, then closes it (no `Connection: close`
+    header), as a server does at its keep-alive timeout. The semaphore counts closed ones."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    closed = threading.Semaphore(0)
+    body = b'{"result":{"allow":true,"outcome":"allow"},"decision_id":"d"}'
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # the test closed the listener
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+            closed.release()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, closed
+
+
+def test_a_connection_the_server_closed_is_not_reused_async() -> None:
+    from aam_policy.client import AsyncDecisionClient
+
+    listener, closed = _answer_once_per_connection()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    async def run() -> list[str]:
+        outcomes = []
+        # no retries: a request sent on the dead connection would fail, not be retried
+        async with AsyncDecisionClient(url, timeout=5, retries=0, fail_mode="raise") as pdp:
+            for _ in range(5):
+                outcomes.append((await pdp.decide({"intent": {"id": "x"}})).outcome)
+                # the pooled connection is idle and closed by the server before the next call
+                assert await asyncio.to_thread(closed.acquire, True, 5)
+        return outcomes
+
+    try:
+        assert asyncio.run(run()) == ["allow"] * 5
+    finally:
+        listener.close()
+
+
+def test_the_async_client_speaks_over_asyncio_streams() -> None:
+    from aam_policy.client import AsyncDecisionClient
+    from aam_policy.client._transport import _AsyncioStream
+
+    async def run() -> type:
+        async with AsyncDecisionClient("http://127.0.0.1:9") as pdp:
+            assert pdp._pool is not None
+            backend = pdp._pool._network_backend
+            # an unused port: the connection is refused, but the stream type is decided first
+            with contextlib.suppress(httpcore.ConnectError):
+                await backend.connect_tcp("127.0.0.1", 9, timeout=1)
+            listener = socket.create_server(("127.0.0.1", 0))
+            try:
+                stream = await backend.connect_tcp("127.0.0.1", listener.getsockname()[1], 1)
+                await stream.aclose()
+            finally:
+                listener.close()
+            return type(stream)
+
+    assert asyncio.run(run()) is _AsyncioStream

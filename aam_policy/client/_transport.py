@@ -233,8 +233,9 @@ class _AsyncioStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
-            # httpcore asks this of idle keep-alive connections: the transport has already
-            # read whatever arrived, so a server's close shows as end of stream or an error.
+            # httpcore asks this of idle keep-alive connections before reusing one (after a
+            # checkpoint, so the transport has read whatever arrived): a server's close shows
+            # as end of stream, or as an error.
             return self._reader.at_eof() or self._reader.exception() is not None
         if info == "socket":
             return self._writer.get_extra_info("socket")
