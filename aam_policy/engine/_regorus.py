@@ -33,7 +33,7 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 # Read by regorus' Rust runtime, so set before it loads (an explicit setting wins):
@@ -141,6 +141,29 @@ def base_engine(policy: PolicySet) -> regorus.Engine:
 
 def build_engine(policy: PolicySet, *, tests: bool) -> regorus.Engine:
     """A new engine with the policy's modules (with or without `*_test.rego`) and data."""
+    steps = build_engine_in_steps(policy, tests=tests)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def base_engine_in_steps(policy: PolicySet) -> Generator[None, None, None]:
+    """Build this thread's `base_engine(policy)` one module per step.
+
+    A server that must build on the thread it serves from (regorus engines are bound to
+    their thread) yields to its event loop between steps instead of stalling for the whole
+    parse (~0.1 s for a 1,000-intent bundle).
+    """
+    engine = yield from build_engine_in_steps(policy, tests=False)
+    thread_engine(policy, lambda: engine)
+
+
+def build_engine_in_steps(
+    policy: PolicySet, *, tests: bool
+) -> Generator[None, None, regorus.Engine]:
+    """`build_engine`, yielding after each module added."""
     engine = new_engine()
     for module in policy.modules:
         if not tests and is_test_module(module.path):
@@ -158,6 +181,7 @@ def build_engine(policy: PolicySet, *, tests: bool) -> regorus.Engine:
                 module.path,
                 line,
             )
+        yield
     try:
         engine.add_data(policy.data)
     except RuntimeError as exc:

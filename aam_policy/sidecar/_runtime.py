@@ -1,25 +1,29 @@
-"""The engine behind the server: one *generation* (engine + its own thread) per snapshot.
+"""The engine behind the server: one *generation* (snapshot + engine) per policy version.
 
-Why a thread per generation (measured on regorus 0.13, see the package docstring):
+Where a regorus engine runs, measured on regorus 0.13 (2 vCPU, 1,000-intent bundle):
 
-* regorus engines are bound to the thread that created them, and an engine must be parsed and
-  prepared (first evaluation) in every thread that evaluates with it: ~0.3 s for a 30k-line
-  policy. Doing that on the thread that serves decisions would stall them during a reload.
-* So every new snapshot gets a fresh single-thread executor that loads, parses and warms its
-  engine while the previous generation keeps answering. The swap is one reference assignment
-  on the event loop; decisions already queued on the old generation finish there, then its
-  thread exits. Engine objects are released only after their thread has exited, because
-  dropping a regorus engine from a foreign thread leaks it (pyo3 "unsendable").
-* regorus holds the GIL while evaluating, so one evaluation thread loses no parallelism.
-* Decisions queue on the generation and its thread evaluates whatever is queued as one batch,
-  handing all results back with a single loop wakeup (see `Generation.evaluate`).
+* regorus objects are bound to the thread that created them, and regorus holds the GIL while
+  it parses and evaluates. An engine thread beside the event loop therefore buys no
+  parallelism, and its hand-off (two thread wakeups, a cache-cold core) cost ~0.2 ms per
+  sequential decision end to end (P1 p50 1.24-1.29 ms with an engine thread, 1.04-1.11 ms
+  without, same session).
+* So regorus generations are built and evaluated on the event loop's own thread. The build
+  parses one module per step and gives the loop a turn every `_SLICE` seconds, so the active
+  generation keeps answering while a new bundle is parsed (~0.1 s at 1,000 intents). The new
+  engine's first evaluation, where regorus prepares the whole program (~55 ms at 1,000
+  intents), runs in one piece: on a thread of its own it held the GIL, and so stalled the
+  loop, just as long.
+* The swap is one assignment on the loop. An evaluation never spans an `await`, so nothing is
+  in flight on a generation when it is retired: its engines are released at once, on the
+  thread that owns them (pyo3 leaks an "unsendable" object dropped on another thread).
+* `opa` engines (one `opa eval` subprocess per decision) load, build and evaluate on a
+  thread of the generation's own, which exits when the generation retires; the bundle is
+  parsed there with regorus first, for its syntax errors, as `load_policy` does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aam_policy.engine import Engine, PolicySet, default_engine, load_policy
+from aam_policy.engine import Engine, PolicySet, default_engine, load_policy, opa_binary
+from aam_policy.engine._policy import read_policy
+from aam_policy.engine._regorus import base_engine_in_steps, forget_thread_engine
 from aam_policy.engine._verify import VerificationConfig
 
 from ._store import LoadedBundle, Snapshot
@@ -41,6 +47,8 @@ T = TypeVar("T")
 _WARM_PATH = "aam/decision"
 _WARM_INPUT: dict[str, Any] = {"intent": {"id": ""}}
 _WARM_QUERY = "__aam_sidecar_warm_up__"
+# Parsing time between two turns of the event loop while a new generation is built.
+_SLICE = 0.002
 
 
 def _load_for_serving(path: Path, verification: VerificationConfig | None) -> PolicySet:
@@ -94,34 +102,62 @@ class Evaluation:
     eval_ns: int
 
 
-_Job = tuple[str, Any, "asyncio.Future[tuple[bool, Evaluation | Failure]]"]
-# Bounds how long the first decision of a batch waits for the last one's evaluation.
-_MAX_BATCH = 16
-
-
 class Generation:
-    """A snapshot, its engine, and the one thread allowed to touch that engine."""
+    """A snapshot and the engine that answers for it (see the module docstring)."""
 
-    def __init__(self, snapshot: Snapshot, number: int) -> None:
+    def __init__(self, snapshot: Snapshot, number: int, kind: str) -> None:
         self.snapshot = snapshot
         self.number = number
+        self.kind = kind
         self.engine: Engine | None = None
-        self.keepalive: object = None
+        self.policy: PolicySet | None = None  # owns a regorus engine parsed on the loop
         self.activated_ns = 0
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"aam-engine-{number}")
-        # Decisions waiting for the engine thread, and whether a drain job is queued or running
-        # there (both touched on the loop thread only, except popleft in `_drain`).
-        self._pending: collections.deque[_Job] = collections.deque()
-        self._draining = False
-        self._retired = False
+        self._executor = (
+            None
+            if _evaluates_on_loop(kind)
+            else ThreadPoolExecutor(1, thread_name_prefix=f"aam-engine-{number}")
+        )
 
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _call(
+        self, executor: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any
+    ) -> T:
         loop = asyncio.get_running_loop()
-        ok, value = await loop.run_in_executor(self._executor, _guarded, fn, *args)
+        ok, value = await loop.run_in_executor(executor, _guarded, fn, *args)
         if not ok:
             assert isinstance(value, Failure)
             raise EngineFailure(value)
         return value  # type: ignore[return-value]
+
+    async def load(self, path: Path, verification: VerificationConfig | None) -> PolicySet:
+        """Read the bundle at `path` off the loop (regorus: `build` parses it, on the loop)."""
+        if self._executor is None:
+            return await self._call(None, read_policy, path, verification)
+        return await self._call(self._executor, _load_for_serving, path, verification)
+
+    async def build(self, policy: PolicySet | None = None) -> None:
+        """Build and warm the engine for this generation's snapshot (or for `policy`)."""
+        if self._executor is not None:
+            self.engine = await self._call(self._executor, self._built, policy)
+            return
+        policy = policy or self.snapshot.policy_set()
+        self.policy = policy
+        try:
+            steps = base_engine_in_steps(policy)
+            turn_at = time.perf_counter() + _SLICE
+            for _ in steps:
+                if time.perf_counter() >= turn_at:
+                    await asyncio.sleep(0)
+                    turn_at = time.perf_counter() + _SLICE
+            self.engine = _warmed(default_engine(policy, kind="regorus"))
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+            self.release()
+            raise
+        except BaseException as exc:  # pyo3's PanicException derives from BaseException
+            self.release()
+            raise EngineFailure(_reduce(exc)) from None
+
+    def _built(self, policy: PolicySet | None) -> Engine:
+        return _warmed(default_engine(policy or self.snapshot.policy_set(), kind=self.kind))
 
     def _evaluate(self, path: str, input: Any) -> Evaluation:
         assert self.engine is not None
@@ -130,78 +166,55 @@ class Generation:
         return Evaluation(value, time.perf_counter_ns() - start)
 
     async def evaluate(self, path: str, input: Any) -> Evaluation:
-        """Queue one decision; the engine thread evaluates queued decisions in batches.
-
-        One executor job and one wakeup of the loop per batch rather than per decision: under
-        concurrent load each hop costs two thread wakeups (~50 us idle, far more when the
-        cores are shared with the clients), and regorus holds the GIL while evaluating, so
-        answering decision 1 before decision 2 is evaluated would not let the loop run sooner.
-        """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[bool, Evaluation | Failure]] = loop.create_future()
-        self._pending.append((path, input, future))
-        if not self._draining:
-            self._draining = True
-            self._executor.submit(self._drain, loop)
-        ok, value = await future
+        if self._executor is None:
+            ok, value = _guarded(self._evaluate, path, input)
+        else:
+            loop = asyncio.get_running_loop()
+            ok, value = await loop.run_in_executor(
+                self._executor, _guarded, self._evaluate, path, input
+            )
         if not ok:
             assert isinstance(value, Failure)
             raise EngineFailure(value)
         assert isinstance(value, Evaluation)
         return value
 
-    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
-        """(engine thread) Evaluate everything queued, then hand the results back at once."""
-        done: list[tuple[asyncio.Future[Any], tuple[bool, Any]]] = []
-        # Once retired, nothing may be left behind: no further drain can be queued.
-        while len(done) < _MAX_BATCH or self._retired:
-            try:
-                path, input, future = self._pending.popleft()
-            except IndexError:
-                break
-            done.append((future, _guarded(self._evaluate, path, input)))
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-            loop.call_soon_threadsafe(self._deliver, done)
+    def release(self) -> None:
+        """(loop thread) Drop the regorus engines this generation parsed on the loop."""
+        if self._executor is None:
+            for owner in (self.engine, self.policy):
+                if owner is not None:
+                    forget_thread_engine(owner)
+            self.engine = None
 
-    def _deliver(self, done: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:
-        for future, outcome in done:
-            if not future.done():  # a cancelled request (the client went away)
-                future.set_result(outcome)
-        if self._retired:
-            return  # retire() queued the final drain
-        if self._pending:
-            self._executor.submit(self._drain, asyncio.get_running_loop())
-        else:
-            self._draining = False
-
-    def build(self, kind: str, policy: PolicySet | None = None) -> None:
-        """(engine thread) Build and warm the engine for this generation's snapshot."""
-        engine = default_engine(policy or self.snapshot.policy_set(), kind=kind)
-        # regorus compiles (type-checks, finds unsafe variables) on the first evaluation, not
-        # when parsing: evaluating once here both warms the engine before it takes traffic and
-        # refuses a policy OPA would refuse to activate. (An undefined-function error surfaces
-        # only when a rule using it is evaluated; regorus cannot report it any earlier.)
-        engine.evaluate(_WARM_PATH, _WARM_INPUT)
-        try:
-            # Documents that are not rules (GET /v1/data/aam/registry) go through regorus'
-            # query path, whose first use costs ~15 ms per 1,000 intents, in each engine thread.
-            engine.evaluate(_WARM_QUERY, _WARM_INPUT)
-        except Exception as exc:
-            logger.debug("query warm-up failed: %s", exc)
-        self.engine = engine
-
-    def retire(self) -> Awaitable[None]:
-        """Stop taking work; resolves once the thread has finished its queue and exited."""
-        executor = self._executor
-        if not self._retired:
-            self._retired = True
-            if self._pending or self._draining:
-                # Decisions queued on this generation finish here, on its own engine: a drain
-                # running now may stop before the last of them, and none can be queued later.
-                executor.submit(self._drain, asyncio.get_running_loop())
-        executor.shutdown(wait=False)
+    async def retire(self) -> None:
+        """Release the engine; an engine thread first finishes what is queued on it, then exits."""
+        if self._executor is None:
+            self.release()
+            return
+        self._executor.shutdown(wait=False)
         # Only the executor crosses to the helper thread, never the engine (see module doc).
-        return asyncio.to_thread(executor.shutdown, True)
+        await asyncio.to_thread(self._executor.shutdown, True)
+
+
+def _evaluates_on_loop(kind: str) -> bool:
+    """regorus, chosen or by default (`default_engine` picks opa for "auto" when on PATH)."""
+    return kind == "regorus" or (kind == "auto" and opa_binary() is None)
+
+
+def _warmed(engine: Engine) -> Engine:
+    # regorus compiles (type-checks, finds unsafe variables) on the first evaluation, not
+    # when parsing: evaluating once here both warms the engine before it takes traffic and
+    # refuses a policy OPA would refuse to activate. (An undefined-function error surfaces
+    # only when a rule using it is evaluated; regorus cannot report it any earlier.)
+    engine.evaluate(_WARM_PATH, _WARM_INPUT)
+    try:
+        # Documents that are not rules (GET /v1/data/aam/registry) go through regorus'
+        # query path, whose first use costs ~15 ms per 1,000 intents.
+        engine.evaluate(_WARM_QUERY, _WARM_INPUT)
+    except Exception as exc:
+        logger.debug("query warm-up failed: %s", exc)
+    return engine
 
 
 class PolicyRuntime:
@@ -267,22 +280,19 @@ class PolicyRuntime:
         """
         async with self._lock:
             self._counter += 1
-            generation = Generation(Snapshot(), self._counter)
+            generation = Generation(Snapshot(), self._counter, self.engine_kind)
             try:
-                policy = await generation.call(_load_for_serving, path, self.verification)
+                policy = await generation.load(path, self.verification)
                 bundle = LoadedBundle.from_policy(str(path), policy)
                 snapshot, dropped = self.snapshot.with_bundle(bundle)
                 if still_current is not None and not await still_current():
                     await self._discard(generation)
                     return None
                 generation.snapshot = snapshot
-                # The PolicySet just loaded was parsed in this very thread: reuse it when the
-                # snapshot adds nothing to the bundle, so the bundle is parsed only once.
+                # Build from the PolicySet just loaded when the snapshot adds nothing to the
+                # bundle (an opa generation parsed it already, on its own thread).
                 plain = not snapshot.policies and not snapshot.overlay
-                # Released with the generation, after its thread exited (it holds that
-                # thread's parsed engine).
-                generation.keepalive = policy
-                await generation.call(generation.build, self.engine_kind, policy if plain else None)
+                await generation.build(policy if plain else None)
             except BaseException:
                 await self._discard(generation)
                 raise
@@ -291,9 +301,9 @@ class PolicyRuntime:
 
     async def _install(self, snapshot: Snapshot, policy: PolicySet | None) -> None:
         self._counter += 1
-        generation = Generation(snapshot, self._counter)
+        generation = Generation(snapshot, self._counter, self.engine_kind)
         try:
-            await generation.call(generation.build, self.engine_kind, policy)
+            await generation.build(policy)
         except BaseException:
             await self._discard(generation)
             raise
