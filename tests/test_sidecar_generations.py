@@ -47,6 +47,33 @@ def test_decisions_started_before_a_swap_finish_on_their_generation(tmp_path: Pa
     asyncio.run(run())
 
 
+def test_decisions_still_queued_when_a_generation_retires_are_answered_by_it(
+    tmp_path: Path,
+) -> None:
+    bundle = bundle_copy(tmp_path / "b", "rev-1")
+
+    async def run() -> None:
+        runtime = PolicyRuntime()
+        try:
+            await runtime.reload(bundle)
+            generation = runtime.active
+            assert generation is not None
+            tasks = [
+                asyncio.ensure_future(runtime.evaluate("/aam/decision", request()))
+                for _ in range(5)
+            ]
+            await asyncio.sleep(0)  # each task queued its decision; the batch has not run yet
+            assert len(generation._queued) == 5
+            generation.release()
+            results = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+            assert [_revision(e.value) for e, _ in results] == ["rev-1"] * 5
+            assert generation.engine is None
+        finally:
+            await runtime.close()
+
+    asyncio.run(run())
+
+
 def test_concurrent_decisions_are_all_answered_in_order_of_their_inputs(tmp_path: Path) -> None:
     bundle = bundle_copy(tmp_path / "b", "rev-1")
 

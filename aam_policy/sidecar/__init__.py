@@ -26,27 +26,28 @@ p99 721-825 us (and 44 ms until TCP_NODELAY is set); 8 concurrent clients: p50 ~
 Latency is a tie (the Python client dominates), so aiohttp won on structure: regorus engines
 are bound to the thread that built them and must be parsed and prepared in every thread that
 evaluates, so a thread per connection would rebuild the engine per connection and again after
-every reload, while one event loop plus one engine thread per policy generation keeps a single
-engine and makes the hot swap one assignment (see `_runtime`).
+every reload, while one event loop keeps a single engine and makes the hot swap one assignment
+(see `_runtime`).
 
-Evaluating on that engine thread instead of inline on the loop costs 50-100 us per decision
-(p50 ~550 us vs ~460 us end to end) and buys reloads that do not stall decisions while the new
-bundle is parsed: reloading a 30k-line bundle under load delays decisions by at most ~180 ms
-(regorus' one-time prepare step holds the GIL), where building it on the loop would stall
-for parse + prepare (~210 + ~190 ms measured); for a 3k-line bundle the delay is ~20 ms.
+Where the engine runs (issue 5, 1,000-intent bundle, 2 vCPU shared by client and sidecar):
+first on one engine thread per policy generation, which kept a reload's parse off the loop.
+But regorus holds the GIL while it parses and evaluates, so that thread bought no parallelism,
+and its hand-off cost ~0.2 ms per sequential decision (P1 p50 1.14-1.16 ms against
+0.97-0.98 ms on the loop, same session). Engines are now built and evaluated on the loop: the
+build parses a module at a time and gives the loop a turn every 2 ms, and the decisions
+queued by one loop turn are evaluated as one batch (with a decision each, throughput fell
+from ~2,100/s to ~1,930/s). A reload still pauses decisions once, while regorus prepares the
+new program on its first evaluation (55-100 ms at 1,000 intents), as it did on the engine
+thread: the slowest decision during a reload took 100-142 ms, 71-133 ms before.
 
-Issue 5 (1,000-intent bundle, 2 vCPU shared by client and sidecar): the ~1.8 ms over the
-engine's own time was mostly not in the sidecar. Client side: `httpx.Client` cost ~400 us of
-CPU per decision and httpcore sent head and body in two writes (two wakeups of the sidecar,
-~350 us per loopback send here), so the clients now drive an httpcore pool directly and send
-each request in one write (`aam_policy.client._transport`); the async client also lost ~45%
-of its CPU to a failing `import sniffio` per request. Sidecar side: the bundle watcher's
-signature walk (2,000 files a second, ~30 ms of GIL-holding Python) now takes ~9 ms, and
-concurrent decisions are evaluated in batches (one hop per batch, not per decision). Inline
-evaluation on the loop measured no better within the noise, and is ruled out for this bundle
-anyway: an engine's first evaluation in a new thread takes ~3 s. What remains is mostly the
-evaluation itself (~0.4-0.5 ms under load, of which `set_input` ~80 us), which caps one
-sidecar near 2,000 decisions/s of pure engine time.
+Client side: `httpx.Client` cost ~400 us of CPU per decision and httpcore sent head and body in
+two writes (two wakeups of the sidecar, ~350 us per loopback send here), so the clients drive
+an httpcore pool directly and send each request in one write (`aam_policy.client._transport`);
+the async client also lost ~45% of its CPU to a failing `import sniffio` per request, and a
+quarter of the rest to anyio streams (it now uses asyncio's). Sidecar side: the bundle
+watcher's signature walk (2,000 files a second, ~30 ms of GIL-holding Python) now takes ~9 ms.
+What remains is mostly the evaluation itself (~0.25-0.4 ms), which caps one sidecar near
+2,000-2,500 decisions/s of pure engine time.
 """
 
 import importlib

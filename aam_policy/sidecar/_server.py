@@ -2,8 +2,8 @@
 
 Stack: aiohttp, chosen by measurement against `http.server.ThreadingHTTPServer` (see the
 package docstring): equal latency, and one event loop owning all state means the snapshot swap
-is a plain assignment and there is no lock on the request path. Decisions are evaluated on the
-active generation's engine thread (`_runtime`).
+is a plain assignment and there is no lock on the request path. Decisions are evaluated by the
+active generation, on the loop's own thread, in one batch per loop turn (`_runtime`).
 
 Routes (everything else: 404; a known route with another method: 405):
 
