@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -42,6 +43,7 @@ FIXTURE_INTENTS = REPO / "fixtures" / "intents"
 BIG, SMALL = 1000, 10
 # concurrent appenders for P7a: a gateway serves many sessions at once; commits are shared
 APPEND_WRITERS = 4
+RELOADS = 5  # hot reloads before P6's after-reload figure
 
 
 class HarnessError(Exception):
@@ -268,6 +270,32 @@ def opa_server(bundle: Path) -> Iterator[tuple[str, int]]:
             proc.wait()
 
 
+def hot_reloads(url: str, pid: int, ws: Workspace, count: int) -> None:
+    """`count` forced reloads of the sidecar's bundle (SIGHUP), each awaited, with traffic."""
+    import httpx
+
+    from aam_policy.client import DecisionClient
+
+    def activated() -> str:
+        body = httpx.get(f"{url}/health?bundles", timeout=10).json()
+        return str(body["bundles"]["aam"]["activated"])
+
+    inputs = [r.input for r in ws.requests(BIG)]
+    with DecisionClient(url, fail_mode="raise", timeout=10.0, retries=0) as client:
+        for _ in range(count):
+            before = activated()
+            time.sleep(0.01)  # activation times are compared as text
+            os.kill(pid, signal.SIGHUP)
+            deadline = time.monotonic() + 120
+            while activated() == before:
+                if time.monotonic() > deadline:
+                    raise HarnessError("the sidecar did not reload on SIGHUP")
+                for request in inputs[:20]:
+                    client.decide(request)
+        for request in inputs[:300]:
+            client.decide(request)
+
+
 def http_latency(url: str, ws: Workspace, n: int) -> list[dict[str, float]]:
     from aam_policy.client import DecisionClient
 
@@ -359,6 +387,9 @@ def measure_sidecar(ws: Workspace, selected: set[str]) -> list[Result]:
         if "P4" in selected:
             p4.runs["1000"] = throughput_runs(url, ws, BIG, pid)
         rss_end = rss_mb(pid)
+        if "P6" in selected:
+            hot_reloads(url, pid, ws, RELOADS)
+            extra["rss_reloads"] = rss_mb(pid)
     if selected & {"P1", "P3"}:
         with embedded_sidecar(ws.bundle(SMALL)) as (url, pid):
             p1.runs["10"] = http_latency(url, ws, SMALL)
@@ -396,6 +427,12 @@ def measure_sidecar(ws: Workspace, selected: set[str]) -> list[Result]:
     p6.passed = peak <= 150
     if "rss_10" in extra:
         p6.notes.append(f"the same sidecar with the 10-intent bundle: {extra['rss_10']:.0f} MB")
+    if "rss_reloads" in extra:
+        p6.figures[f"rss_mb_after_{RELOADS}_reloads"] = extra["rss_reloads"]
+        p6.notes.append(
+            f"after {RELOADS} hot reloads of the bundle (SIGHUP) under traffic: "
+            f"{extra['rss_reloads']:.0f} MB; the target is read on the fresh sidecar"
+        )
     if "P6" in selected:
         results.append(p6)
     return results

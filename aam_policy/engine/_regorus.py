@@ -41,9 +41,14 @@ from typing import TYPE_CHECKING, Any
 #   RUST_BACKTRACE is set (as on some machines); we keep only the message, and the first
 #   capture symbolizes the library: ~48 MB and milliseconds, measured on a 1,000-intent bundle;
 # * regorus allocates with mimalloc, which by default commits its arenas eagerly, on huge
-#   pages where the kernel allows: ~20 MB more resident for the same bundle.
+#   pages where the kernel allows: ~20 MB more resident for the same bundle;
+# * and returns freed memory to the OS only after a delay, which a server whose thread keeps
+#   allocating seldom reaches: after hot reloads of a 1,000-intent bundle its RSS settled at
+#   192-234 MB, 151-182 MB with immediate purging (decision latency and throughput unchanged
+#   within the noise).
 os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
 os.environ.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
 
 import regorus
 
