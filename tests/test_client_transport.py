@@ -158,7 +158,7 @@ def test_the_async_client_speaks_over_asyncio_streams() -> None:
     from aam_policy.client import AsyncDecisionClient
     from aam_policy.client._transport import _AsyncioStream
 
-    async def run() -> type:
+    async def run() -> httpcore.AsyncNetworkStream:
         async with AsyncDecisionClient("http://127.0.0.1:9") as pdp:
             assert pdp._pool is not None
             backend = pdp._pool._network_backend
@@ -171,6 +171,8 @@ def test_the_async_client_speaks_over_asyncio_streams() -> None:
                 await stream.aclose()
             finally:
                 listener.close()
-            return type(stream)
+            return stream
 
-    assert asyncio.run(run()) is _AsyncioStream
+    stream = asyncio.run(run())
+    assert isinstance(stream, _AsyncCoalescingStream)  # one write per request, as before
+    assert isinstance(stream._stream, _AsyncioStream)

@@ -182,35 +182,23 @@ else:
 
 
 class _AsyncioStream(httpcore.AsyncNetworkStream):
-    """A plain TCP connection as asyncio streams; writes held until the next read."""
+    """A plain TCP connection as asyncio streams (wrapped in `_AsyncCoalescingStream`)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
-        self._pending: list[bytes] = []
-        self._timeout: float | None = None
 
-    async def _flush(self) -> None:
-        if not self._pending:
-            return
-        data = b"".join(self._pending)
-        self._pending.clear()
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         try:
-            self._writer.write(data)
+            self._writer.write(buffer)
             if self._writer.transport.get_write_buffer_size():  # the kernel took only part
-                await _within(self._writer.drain(), self._timeout)
+                await _within(self._writer.drain(), timeout)
         except asyncio.TimeoutError:
             raise httpcore.WriteTimeout("write timed out") from None
         except (OSError, RuntimeError) as exc:  # RuntimeError: the transport is closed
             raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if buffer:
-            self._pending.append(buffer)
-            self._timeout = timeout
-
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        await self._flush()
         try:
             return await _within(self._reader.read(max_bytes), timeout)
         except asyncio.TimeoutError:
@@ -219,7 +207,6 @@ class _AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
 
     async def aclose(self) -> None:
-        self._pending.clear()  # a request cut short: its bytes must not reach the server
         self._writer.close()
 
     async def start_tls(
@@ -279,7 +266,7 @@ class _AsyncioBackend(httpcore.AsyncNetworkBackend):
         if sock is not None:
             for option in socket_options or ():
                 sock.setsockopt(*option)
-        return _AsyncioStream(reader, writer)
+        return _AsyncCoalescingStream(_AsyncioStream(reader, writer))
 
     async def connect_unix_socket(
         self,
