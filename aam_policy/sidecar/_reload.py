@@ -2,7 +2,7 @@
 
 The watcher polls a cheap signature of the bundle path (size, mtime and inode of every file of
 a bundle directory plus its manifest revision, or of the tarball) every `interval` seconds;
-SIGHUP forces a reload. A changed bundle is loaded and compiled on a fresh engine thread while
+SIGHUP forces a reload. A changed bundle is read off the loop and parsed in steps on it while
 the current one keeps serving (see `_runtime`), and the signature is taken again before the
 swap: a bundle that changed while it was being read (a compiler still writing files) is not
 served half-written but retried on the next tick. A bundle that fails to load is refused with

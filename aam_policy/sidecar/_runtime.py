@@ -5,7 +5,7 @@ Where a regorus engine runs, measured on regorus 0.13 (2 vCPU, 1,000-intent bund
 * regorus objects are bound to the thread that created them, and regorus holds the GIL while
   it parses and evaluates. An engine thread beside the event loop therefore buys no
   parallelism, and its hand-off (two thread wakeups, a cache-cold core) cost ~0.2 ms per
-  sequential decision end to end (P1 p50 1.24-1.29 ms with an engine thread, 1.04-1.11 ms
+  sequential decision end to end (P1 p50 1.14-1.16 ms with an engine thread, 0.97-0.98 ms
   without, same session).
 * So regorus generations are built and evaluated on the event loop's own thread. The build
   parses one module per step and gives the loop a turn every `_SLICE` seconds, so the active
@@ -16,8 +16,8 @@ Where a regorus engine runs, measured on regorus 0.13 (2 vCPU, 1,000-intent bund
   100-142 ms, against 71-133 ms with the engine thread.
 * Decisions are queued and evaluated together once the loop has run every handler that was
   ready (one `call_soon` per batch), back to back while the engine's caches are warm: 16
-  concurrent clients got 2,085-2,177 decisions/s this way (as with the engine thread, which
-  batched too) and 1,921-1,950/s when each handler evaluated its own.
+  concurrent clients got 2,119-2,128 decisions/s this way, 2,085-2,177/s with the engine
+  thread (which batched too) and 1,921-1,950/s when each handler evaluated its own.
 * The swap is one assignment on the loop. A retired generation first evaluates what is still
   queued on it, then releases its engines at once, on the thread that owns them (pyo3 leaks
   an "unsendable" object dropped on another thread).
