@@ -63,10 +63,10 @@ def _load_for_serving(path: Path, verification: VerificationConfig | None) -> Po
 
 @dataclass(frozen=True)
 class Failure:
-    """An exception from an engine thread, reduced to text inside that thread.
+    """An exception from loading, building or evaluating, reduced to text where it was raised.
 
-    The exception object (and its traceback, which references the thread's regorus engine)
-    never leaves the thread.
+    On an engine thread, the exception object (and its traceback, which references that
+    thread's regorus engine) never leaves the thread.
     """
 
     kind: str
