@@ -89,11 +89,16 @@ def opa_binary() -> str | None:
     return shutil.which("opa")
 
 
-def default_engine(policy: PolicySet, kind: str = "auto") -> Engine:
-    """`OpaEngine` for kind "opa" (or "auto" when `opa` is on PATH), else `RegorusEngine`."""
+def resolve_engine_kind(kind: str) -> str:
+    """ "opa" for kind "opa" (or "auto" when `opa` is on PATH), else "regorus"."""
     if kind not in ENGINE_KINDS:
         raise ValueError(f"unknown engine {kind!r} (expected one of {', '.join(ENGINE_KINDS)})")
-    if kind == "opa" or (kind == "auto" and opa_binary() is not None):
+    return "opa" if kind == "opa" or (kind == "auto" and opa_binary() is not None) else "regorus"
+
+
+def default_engine(policy: PolicySet, kind: str = "auto") -> Engine:
+    """`OpaEngine` or `RegorusEngine`, as `resolve_engine_kind(kind)` says."""
+    if resolve_engine_kind(kind) == "opa":
         from aam_policy.engine._opa import OpaEngine
 
         return OpaEngine(policy)

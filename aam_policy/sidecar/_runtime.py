@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aam_policy.engine import Engine, PolicySet, default_engine, load_policy, opa_binary
+from aam_policy.engine import Engine, PolicySet, default_engine, load_policy
+from aam_policy.engine._engine import resolve_engine_kind
 from aam_policy.engine._policy import read_policy
 from aam_policy.engine._regorus import base_engine_in_steps, forget_thread_engine
 from aam_policy.engine._verify import VerificationConfig
@@ -114,6 +115,7 @@ class Generation:
     """A snapshot and the engine that answers for it (see the module docstring)."""
 
     def __init__(self, snapshot: Snapshot, number: int, kind: str) -> None:
+        """`kind`: "regorus" or "opa" (see `resolve_engine_kind`)."""
         self.snapshot = snapshot
         self.number = number
         self.kind = kind
@@ -123,7 +125,7 @@ class Generation:
         self._queued: list[_Queued] = []  # decisions waiting for this loop turn's batch
         self._executor = (
             None
-            if _evaluates_on_loop(kind)
+            if kind == "regorus"
             else ThreadPoolExecutor(1, thread_name_prefix=f"aam-engine-{number}")
         )
 
@@ -226,11 +228,6 @@ class Generation:
         await asyncio.to_thread(self._executor.shutdown, True)
 
 
-def _evaluates_on_loop(kind: str) -> bool:
-    """regorus, chosen or by default (`default_engine` picks opa for "auto" when on PATH)."""
-    return kind == "regorus" or (kind == "auto" and opa_binary() is None)
-
-
 def _warm_up(engine: Engine) -> Iterator[None]:
     """Warm `engine` before it takes traffic, in two steps (a server's loop gets a turn between)."""
     # regorus compiles (type-checks, finds unsafe variables) on the first evaluation, not
@@ -253,7 +250,7 @@ class PolicyRuntime:
     def __init__(
         self, engine_kind: str = "regorus", verification: VerificationConfig | None = None
     ) -> None:
-        self.engine_kind = engine_kind
+        self.engine_kind = resolve_engine_kind(engine_kind)  # once: "auto" looks at PATH
         self.verification = verification  # bundles must be signed with this key
         self._active: Generation | None = None
         self._counter = 0
