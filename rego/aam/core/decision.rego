@@ -107,27 +107,41 @@ violations(intent) := union({
 	chain_reasons(intent),
 })
 
-# Written for the embedded engine's costs (each function call and each extra definition is
-# several microseconds): checks inline, helpers only where a check has alternatives.
+# Written for the embedded engine's costs, measured in instructions per evaluation: a call to
+# a function or a builtin costs ~14k, a reference to another rule ~10k (even once evaluated), a
+# local variable or `in` ~2k. So the checks are inline over local bindings, with helpers only
+# where a check has alternatives.
 all_clear(intent) if {
-	tool := intent.tools[input.action.tool]
-	input.action.operation in tool.operations
-	data_level <= levels[tool.max_sensitivity]
+	action := input.action
+	tool := intent.tools[action.tool]
+	action.operation in tool.operations
+	within_ceiling(tool.max_sensitivity)
 	agent_id := input.actor.agent.id
 	agent_id in intent.principals.agents
-	session.agent == agent_id
-	session.human == input.actor.human.id
-	session.revoked == false
-	session.intent == intent.id
-	is_number(session.expires_at_ns)
-	now_ns < session.expires_at_ns
-	is_number(session.actions_used)
-	session.actions_used < intent.session.max_actions
+	s := input.session
+	s.agent == agent_id
+	s.human == input.actor.human.id
+	s.revoked == false
+	s.intent == intent.id
+	is_number(s.expires_at_ns)
+	now_ns < s.expires_at_ns
+	is_number(s.actions_used)
+	s.actions_used < intent.session.max_actions
 	human_admitted(intent)
 	environment_admitted(intent)
 	hops_admitted(intent)
-	count(chain_reasons(intent)) == 0
+	not chain_blocked(intent)
 }
+
+# data_level <= levels[ceiling], as list membership: ~5x cheaper for the embedded engine than
+# the two lookups. An unknown or missing level counts as restricted, as in data_level.
+within_ceiling("restricted") := true
+
+within_ceiling("confidential") if input.data.sensitivity in ["public", "internal", "confidential"]
+
+within_ceiling("internal") if input.data.sensitivity in ["public", "internal"]
+
+within_ceiling("public") if input.data.sensitivity == "public"
 
 environment_admitted(intent) if intent.environments == null
 
@@ -135,7 +149,7 @@ environment_admitted(intent) if input.action.target.environment in intent.enviro
 
 hops_admitted(intent) := true if {
 	input.delegation == []
-	is_object(intent)
+	intent.delegation.max_depth >= 0
 } else := false if {
 	not is_array(object.get(input, "delegation", []))
 	is_object(intent)
@@ -283,6 +297,13 @@ chain_reasons(intent) := {reason("chain_blocked", chain_message(rule)) |
 	tools_trigger_holds(rule.after)
 }
 
+chain_blocked(intent) if {
+	some rule in intent.chaining
+	input.action.tool in rule.deny_tools
+	sensitivity_trigger_holds(rule.after)
+	tools_trigger_holds(rule.after)
+}
+
 sensitivity_trigger_holds(after) if after.sensitivity_at_least == null
 
 sensitivity_trigger_holds(after) if seen_level >= levels[after.sensitivity_at_least]
@@ -357,7 +378,23 @@ break_glass_reason := reason("break_glass", msg) if {
 
 # `intent` is the intent's registry entry plus the bundle revision, as its compiled module holds
 # it; `escalations` the set of its escalate rules whose conditions hold for this input.
-decide(intent, escalations) := verdict(intent, deny_reasons(intent), escalations)
+decide(intent, escalations) := allowed(intent) if {
+	count(escalations) == 0
+	all_clear(intent)
+} else := verdict(intent, violations(intent), escalations) if {
+	count(escalations) == 0
+} else := verdict(intent, deny_reasons(intent), escalations)
+
+# The common outcome, built directly (what `document` builds for it).
+allowed(intent) := {
+	"outcome": "allow",
+	"allow": true,
+	"intent": intent.id,
+	"reasons": [],
+	"escalation": null,
+	"obligations": {"max_session_ttl_seconds": intent.session.max_ttl_seconds, "review_required": false},
+	"policy": {"revision": intent.bundle_revision, "intent_revision": intent.revision},
+}
 
 # Precedence: any deny reason -> deny; else escalations not covered by a grant -> escalate
 # (or allow under break-glass where the intent permits it); else allow. One `else` chain, so

@@ -51,7 +51,9 @@ demo := {
 }
 
 # the same intent without break-glass, environments or delegation
+# also the two ceilings demo does not use, so the fast-path corpus meets all four
 strict := object.union(demo, {
+	"tools": {"crm.read": {"max_sensitivity": "restricted"}, "email.send": {"max_sensitivity": "public"}},
 	"environments": null,
 	"delegation": {"max_depth": 0, "agents": []},
 	"break_glass": {"allowed": false, "max_ttl_seconds": null},
@@ -603,6 +605,11 @@ corpus := [
 	patch(base, "data", {"sensitivity": "confidential"}),
 	patch(base, "data", {"sensitivity": "restricted"}),
 	patch(base, "data", {"sensitivity": "secret"}),
+	patch(base, "data", {"sensitivity": "public"}),
+	replace_key(base, "data", object.remove(base.data, ["sensitivity"])),
+	replace_key(email, "data", object.remove(email.data, ["sensitivity"])),
+	patch(email, "data", {"sensitivity": "secret"}),
+	object.remove(base, ["data"]),
 	patch(base, "action", {"target": {"environment": "dev"}}),
 	replace_key(base, "action", object.remove(base.action, ["target"])),
 	object.union(base, {"session": null}),
