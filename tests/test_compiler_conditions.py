@@ -41,7 +41,13 @@ LEAVES: list[tuple[str, Any, list[Any], list[Any]]] = [
     ("contains", 3, [[1, 3], [3.0]], [[1], "3", ["3"]]),
     ("contains", False, [[False]], [[0], [None], []]),
     ("matches", "*@example.com", ["a@example.com", "@example.com"], ["a@example.org", 5]),
-    ("matches", "a.b", ["a.b"], ["axb", "a.bc"]),
+    ("matches", "a.b", ["a.b"], ["axb", "a.bc", 5, ["a.b"]]),
+    # one leaf per way a glob is compiled (glob_test): prefix, infix, any, and the regex forms
+    ("matches", "img/*", ["img/", "img/a\nb*"], ["im", "Img/x", " img/x", 5, None, ["img/a"]]),
+    ("matches", "**/secrets/**", ["/secrets/", "a/secrets/b\n"], ["/secret/", "/SECRETS/", 1]),
+    ("matches", "*", ["", "x\ny"], [5, None, False, ["x"], {"x": 1}]),
+    ("matches", "a*b", ["ab", "axxb", "a\nb"], ["a", "b", "ba", "aba!", 7]),
+    ("matches", "*a*b*", ["ab", "xaxbx"], ["ba", "b a", 3]),
     ("exists", True, ["x", 0, False, None, [], {}], []),
 ]
 

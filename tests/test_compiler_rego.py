@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from compiler_helpers import intent, rule, tool
 
-from aam_policy.compiler import CompileError
+from aam_policy.compiler import CompileError, compile_bundle
 from aam_policy.compiler._rego import (
     glob_regex,
+    glob_test,
     input_ref,
     package_name,
     rego_block,
@@ -201,6 +203,32 @@ def test_globs_become_anchored_regexes(
     literals = [f"regex.match({rego_string(pattern)}, {rego_string(t)})" for t in hits + misses]
     results = _evaluate_literals(tmp_path, literals)
     assert results == [True] * len(hits) + [False] * len(misses)
+
+
+@pytest.mark.parametrize(
+    ("glob", "test"),
+    [
+        ("exact", ("equals", "exact")),
+        ("registry.example.com/*", ("prefix", "registry.example.com/")),
+        ("a**", ("prefix", "a")),
+        ("*@example.com", ("suffix", "@example.com")),
+        ("**/secrets/*", ("infix", "/secrets/")),
+        ("*", ("any", "")),
+        ("a*b", ("regex", "(?s)^a.*b$")),
+        ("*a*b*", ("regex", "(?s)^.*a.*b.*$")),
+        ("s3://b/*/x.csv", ("regex", "(?s)^s3://b/.*/x\\.csv$")),
+    ],
+)
+def test_common_glob_shapes_use_string_builtins(glob: str, test: tuple[str, str]) -> None:
+    assert glob_test(glob) == test
+
+
+def test_compiled_module_tests_a_prefix_glob_without_regex(tmp_path: Path) -> None:
+    when = {"field": "action.parameters.image", "op": "matches", "value": "registry.example.com/*"}
+    compile_bundle([intent(tools=[tool("t.x", escalate=[rule(when)])])], tmp_path / "bundle")
+    module = (tmp_path / "bundle" / "aam" / "intents" / "demo_intent.rego").read_text()
+    assert 'startswith(input.action.parameters.image, "registry.example.com/")' in module
+    assert "regex.match" not in module
 
 
 def test_glob_escapes_only_portable_metacharacters() -> None:
