@@ -107,10 +107,10 @@ violations(intent) := union({
 	chain_reasons(intent),
 })
 
-# Written for the embedded engine's costs, measured in instructions per evaluation: a call to
-# a function or a builtin costs ~14k, a reference to another rule ~10k (even once evaluated), a
-# local variable or `in` ~2k. So the checks are inline over local bindings, with helpers only
-# where a check has alternatives.
+# Written for the embedded engine's costs, in instructions (callgrind): a call to a function
+# ~14-33k and a reference to another rule ~10-19k (both grow with the modules loaded; the rule
+# is evaluated once), a builtin ~14k, a local variable or `in` ~2k. So the checks are inline
+# over local bindings, with helpers only where a check has alternatives.
 all_clear(intent) if {
 	action := input.action
 	tool := intent.tools[action.tool]
