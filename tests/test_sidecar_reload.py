@@ -116,9 +116,9 @@ def test_broken_bundle_is_refused_and_the_old_one_keeps_serving(
     ):
         tiny.write_text(good.replace("known_tool if entry", "known_tool if if entry"))
         set_revision(bundle, "rev-broken")
-        wait_for(lambda: "bundle reload refused" in sidecar.log_text())
+        # (a tick may first catch a file half-written by set_revision: wait for this reason)
+        wait_for(lambda: "tiny.rego:10:" in sidecar.log_text())  # the reason names file and line
         log = sidecar.log_text()
-        assert "tiny.rego:10:" in log  # the reason names file and line
         assert "still serving revision 'rev-1'" in log
         assert active_revision(client) == "rev-1"
         assert decided_revision(client) == "rev-1"
@@ -126,10 +126,15 @@ def test_broken_bundle_is_refused_and_the_old_one_keeps_serving(
         wait_for(lambda: stream.count() > seen + 20)
 
         # broken data is refused the same way
+        earlier = sidecar.log_text().count("bundle reload refused")
         tiny.write_text(good)
         (bundle / "data.json").write_text('{"aam": ')
-        wait_for(lambda: sidecar.log_text().count("bundle reload refused") >= 2)
-        assert "data.json" in sidecar.log_text().split("bundle reload refused")[-1]
+
+        def data_refused() -> bool:
+            later = sidecar.log_text().split("bundle reload refused")[earlier + 1 :]
+            return any("data.json" in refusal for refusal in later)
+
+        wait_for(data_refused)
         assert decided_revision(client) == "rev-1"
 
         # fixed: the next poll serves it
@@ -233,6 +238,8 @@ def test_new_bundle_roots_take_over_api_data_but_not_api_policies(
         manifest["roots"] = ["aam", "extra", "other"]
         (bundle / ".manifest").write_text(json.dumps(manifest))
         set_revision(bundle, "rev-other")
-        wait_for(lambda: "bundle reload refused" in sidecar.log_text())
-        assert "policy 'other.rego' (package other)" in sidecar.log_text()
+        # the watcher may first catch a file half-written by the lines above, refuse that, and
+        # refuse the finished bundle on its next tick: wait for the refusal that names the policy
+        refused = "bundle reload refused: policy 'other.rego' (package other)"
+        wait_for(lambda: refused in sidecar.log_text())
         assert active_revision(client) == "rev-extra"
