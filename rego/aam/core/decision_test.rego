@@ -665,3 +665,10 @@ test_fast_path_is_not_vacuous if {
 	count(passing) > 5
 	count(failing) > 20
 }
+
+# decide builds the common allow directly: it must be exactly what verdict would build
+test_fast_allow_is_the_document_verdict_builds if {
+	every intent in [demo, strict] {
+		core.allowed(intent) == core.document(intent, "allow", set(), null, core.ttl(intent))
+	}
+}
