@@ -6,6 +6,10 @@ No timing here: performance targets live in `python -m benchmarks`, never in uni
 from __future__ import annotations
 
 import collections
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +29,7 @@ from benchmarks._generate import (
 )
 
 N = 20
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +96,29 @@ def test_generated_examples_pass_as_rego_tests(engine: RegorusEngine) -> None:
     report = engine.run_tests()
     assert report.total >= 3 * N
     assert report.failed == 0
+
+
+def test_instruction_counter_counts_checked_decisions() -> None:
+    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        pytest.skip("valgrind (with callgrind_control) is not on PATH")
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", "--intents", "10", "--decisions", "5"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stderr
+    found = re.search(r"10 intents, 5 decisions \(default mix\): ([\d,]+) instructions", run.stdout)
+    assert found, run.stdout
+    assert int(found.group(1).replace(",", "")) > 100_000  # a decision is not free
+
+    unknown = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", "--scenario", "no-such-scenario"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert unknown.returncode == 2
+    assert "no request has a scenario starting with 'no-such-scenario'" in unknown.stderr
