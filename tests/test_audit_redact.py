@@ -158,7 +158,10 @@ def test_no_secret_or_whole_prompt_in_the_database_file(
     raw_closed = _db_bytes(db)
     assert len(raw_open) > 0 and len(raw_closed) > 0
     needles = [v for v in SECRETS.values() if isinstance(v, str)]
-    needles += ["SECRETVALUE", "PROMPTMARKER", LONG_PROMPT[:60], "carol@example.com", "4242"]
+    needles += ["SECRETVALUE", "PROMPTMARKER", LONG_PROMPT[:60], "carol@example.com"]
+    # the card, in forms a hex digest or a random event id cannot hold ("4242" alone can: it
+    # turned up by chance in one run of this test, and in 1 of 300 stores built the same way)
+    needles += ["card 4242", "4242 4242"]
     for haystack in (raw_open, raw_closed, trace_text.encode(), caplog.text.encode()):
         for needle in needles:
             assert needle.encode() not in haystack, needle
