@@ -22,10 +22,13 @@ engine (a clone starts with cold caches); a single shared engine is impossible (
 regorus' compiled VM (`Program`/`Rvm`) decides a compiled intent ~2x faster (95 against 188 us
 per decision at 10 intents, 114 against 232 us at 1,000, JSON in and out included) but is not
 used: in 0.13 it gives wrong answers. `x := <undefined>` binds and the body goes on; an `else`
-after a body that iterates and fails is skipped (undefined, or the last `else`); rule conflicts
-come back undefined; and with the core rewritten around those two, the request property tests
-still found a request without a session that it denied with an extra `agent_not_allowed`. It
-also stops after 25,000 instructions, refuses lines over 1,024 columns, and overflows its 255
+after a body that iterates and fails is skipped; rule conflicts come back undefined. Worst,
+after a comprehension whose body stops at an undefined rule (`session` when a request has
+none), the next comprehension of the same rule goes wrong: in
+`r := union({{"a" | sess; sess.human == input.actor.human.id}, {"b" | input.actor.agent.id in
+["x"]}})`, with `sess` undefined and the agent id "x", it gives `set()` where Rego gives {"b"},
+so a deny reason can vanish; with the comprehension bound in a body instead, it loops until its
+25,000-instruction limit. It also refuses lines over 1,024 columns and overflows its 255
 registers on one program for 1,000 intents.
 Per call: one `set_input`, one `eval_rule_as_json`, one `json.loads`.
 """
