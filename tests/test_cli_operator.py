@@ -286,7 +286,15 @@ def test_deny_then_approve_is_already_resolved(bundle: Path, state: Path) -> Non
 # --- collector -------------------------------------------------------------------------------
 
 
-def test_collector_ingests_opa_decision_logs(tmp_path: Path) -> None:
+def _sigint_as_from_a_terminal() -> None:
+    # A suite run as a background job inherits SIGINT ignored, and so would the collector.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_collector_ingests_opa_decision_logs_and_stops_cleanly(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
     db = tmp_path / "collected.db"
     proc = subprocess.Popen(
         [sys.executable, "-m", "aam_policy.cli", "collector", "--addr", "127.0.0.1:0",
@@ -295,6 +303,7 @@ def test_collector_ingests_opa_decision_logs(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=_env(),
+        preexec_fn=_sigint_as_from_a_terminal,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
@@ -311,9 +320,9 @@ def test_collector_ingests_opa_decision_logs(tmp_path: Path) -> None:
         assert reply.status_code == 200, reply.text
         assert reply.json() == {"received": 1, "ingested": 1}
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0, err  # a clean stop, not death by the signal (-15 / -2)
     with AuditStore(db) as store:
         assert [(e.type, e.session_id) for e in store.events()] == [("decision", "sess_c")]
 

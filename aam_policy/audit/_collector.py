@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import threading
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -89,12 +90,21 @@ class CollectorServer:
         return self
 
     def serve_forever(self) -> None:
-        """Serve on this thread until interrupted (Ctrl-C), then close the socket."""
+        """Serve on this thread until Ctrl-C or SIGTERM, then close the socket.
+
+        SIGTERM is how service managers stop a process (systemd, `docker stop`), and what stops
+        a job that a script started in the background: such a job has SIGINT ignored.
+        """
+        # signal handlers can only be set on the main thread
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
         try:
             self._server.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:
+            if on_main_thread:  # a second SIGTERM while closing acts as before
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
             self.stop()
 
     def stop(self) -> None:
@@ -109,6 +119,10 @@ class CollectorServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def serve_collector(store: _IngestingStore, host: str = "127.0.0.1", port: int = 8282) -> None:
