@@ -59,6 +59,17 @@ def _edge_intents() -> list[dict[str, Any]]:
     ]
 
 
+# core.decide without its shortcut, put in place of it for the reference decision
+_REFERENCE = """package aam.test_reference
+
+import rego.v1
+
+import data.aam.core
+
+decide(intent, escalations) := core.verdict(intent, core.violations(intent), escalations)
+"""
+
+
 @cache
 def _setup() -> tuple[RegorusEngine, Any, list[dict[str, Any]], list[dict[str, Any]]]:
     import tempfile
@@ -78,7 +89,9 @@ def _setup() -> tuple[RegorusEngine, Any, list[dict[str, Any]], list[dict[str, A
         base.setdefault("context", {})["time_ns"] = NOW
         base["session"]["expires_at_ns"] = NOW + 10**12
         requests.append(base)
-    return RegorusEngine(policy), build_engine(policy, tests=False), docs, requests
+    reference = build_engine(policy, tests=False)
+    reference.add_policy("test_reference.rego", _REFERENCE)
+    return RegorusEngine(policy), reference, docs, requests
 
 
 ENGINE, CORE_ENGINE, DOCS, REQUESTS = _setup()
@@ -88,11 +101,10 @@ BY_ID = {doc["metadata"]["id"]: doc for doc in DOCS}
 def _reference_decision(request: dict[str, Any]) -> Any:
     """The module's decision without the all_clear shortcut: every reason built."""
     module = f"data.aam.intents.{package_name(request['intent']['id'])}"
-    intent, escalations = f"{module}.intent", f"{module}.escalations"
     CORE_ENGINE.set_input(request)
     found = json.loads(
         CORE_ENGINE.eval_query_as_json(
-            f"data.aam.core.verdict({intent}, data.aam.core.violations({intent}), {escalations})"
+            f"{module}.decision with data.aam.core.decide as data.aam.test_reference.decide"
         )
     )["result"]
     return found[0]["expressions"][0]["value"] if found else None

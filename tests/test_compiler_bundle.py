@@ -216,16 +216,24 @@ def test_generated_module_shape(tmp_path: Path) -> None:
     module = bundle.files["aam/intents/resolve_support_ticket.rego"].decode()
     assert "package aam.intents.resolve_support_ticket\n" in module
     assert "\nimport rego.v1\n\nimport data.aam.core\n" in module
+    # one decision rule, the entry and the escalate rules as its locals (a rule reference would
+    # cost the embedded engine a scan of every module), then the condition helpers
+    assert "\ndecision := core.decide(intent, escalations) if {\n" in module
+    assert '\n\tintent := json.unmarshal("{\\"break_glass\\":{' in module
+    assert f'\\"bundle_revision\\":\\"{bundle.revision}\\"' in module
     assert (
-        "escalations contains {\n"
-        '\t"tool": "payments.refund",\n'
-        '\t"rule": 0,\n'
-        '\t"approvers": ["role:payments-lead"],\n'
-        '\t"reason": "refund over 100 needs a payments lead",\n'
-        '\t"approval_ttl_seconds": 900,\n'
-        "} if {\n"
-        '\tinput.action.tool == "payments.refund"\n'
-        "\tcond_1_0_0\n"
+        "\tescalations := {\n"
+        "\t\t# spec.tools[1].escalate[0]\n"
+        "\t\t{\n"
+        '\t\t\t"tool": "payments.refund",\n'
+        '\t\t\t"rule": 0,\n'
+        '\t\t\t"approvers": ["role:payments-lead"],\n'
+        '\t\t\t"reason": "refund over 100 needs a payments lead",\n'
+        '\t\t\t"approval_ttl_seconds": 900,\n'
+        "\t\t} |\n"
+        '\t\t\tinput.action.tool == "payments.refund"\n'
+        "\t\t\tcond_1_0_0\n"
+        "\t}\n"
         "}\n"
     ) in module
     assert (
@@ -234,9 +242,8 @@ def test_generated_module_shape(tmp_path: Path) -> None:
         "\tinput.action.parameters.amount > 100\n"
         "}\n"
     ) in module
-    assert '\nintent := json.unmarshal("{\\"break_glass\\":{' in module
-    assert f'\\"bundle_revision\\":\\"{bundle.revision}\\"' in module
-    assert module.endswith("\ndecision := core.decide(intent, escalations)\n")
+    heads = {line.split(" ", 1)[0] for line in module.splitlines() if line[:1].isalpha()}
+    assert heads == {"package", "import", "decision", "cond_1_0_0"}
     # opa fmt style: tabs, no trailing whitespace, no double blank lines
     for line in module.splitlines():
         assert line == line.rstrip()
@@ -244,7 +251,7 @@ def test_generated_module_shape(tmp_path: Path) -> None:
     assert "\n\n\n" not in module
     # an intent without escalate rules still defines the set
     other = bundle.files["aam/intents/deploy_service.rego"].decode()
-    assert "\nescalations := set()\n" in other
+    assert "\n\tescalations := set()\n}\n" in other
 
 
 def test_generated_tests_shape(tmp_path: Path) -> None:

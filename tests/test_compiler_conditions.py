@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from compiler_helpers import compile_engine, intent, rule, tool
+from compiler_helpers import DecisionLocals, compile_engine, intent, rule, tool
 
 from aam_policy.compiler import CompileError, baseline_request, compile_bundle, merge_request
 from aam_policy.engine import RegorusEngine
@@ -82,7 +82,7 @@ def _request(base: dict[str, Any], value: Any) -> dict[str, Any]:
 
 
 def _fired(engine: RegorusEngine, request: dict[str, Any]) -> set[int]:
-    found = engine.evaluate("data.aam.intents.demo_intent.escalations", request)
+    found = DecisionLocals.of(engine).escalations("demo_intent", request)
     assert isinstance(found, list), found
     return {item["rule"] for item in found}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from compiler_helpers import compile_engine, example, intent, rule, tool
+from compiler_helpers import DecisionLocals, compile_engine, example, intent, rule, tool
 
 from aam_policy.compiler import CompileError, baseline_request, compile_bundle, merge_request
 from aam_policy.engine import RegorusEngine, load_policy
@@ -157,7 +157,7 @@ def test_the_module_entry_is_the_registry_entry_stamped_with_the_revision(
 ) -> None:
     engine, _, _ = compiled
     entry = engine.evaluate("data.aam.registry")["hostile-intent"]
-    module_entry = engine.evaluate("data.aam.intents.hostile_intent.intent")
+    module_entry = DecisionLocals.of(engine).entry("hostile_intent", baseline_request(_hostile()))
     assert engine.revision and module_entry == {**entry, "bundle_revision": engine.revision}
     decision = engine.evaluate("aam/decision", baseline_request(_hostile()))
     assert decision["policy"]["revision"] == engine.revision
@@ -179,12 +179,11 @@ def test_eq_matches_only_the_exact_string(compiled: tuple[RegorusEngine, Path, d
     ]
     for value in [EQ_VALUE, *near_misses]:
         request = merge_request(base, {"action": {"parameters": {"note": value}}})
-        fired = engine.evaluate("data.aam.intents.hostile_intent.escalations", request)
+        fired = DecisionLocals.of(engine).escalations("hostile_intent", request)
         rules = {item["rule"] for item in fired}
         assert (0 in rules) == (value == EQ_VALUE), value
     # without the field nothing is injected into being true either
-    fired = engine.evaluate("data.aam.intents.hostile_intent.escalations", base)
-    assert fired == []
+    assert DecisionLocals.of(engine).escalations("hostile_intent", base) == []
 
 
 def test_escalation_text_reaches_the_decision(compiled: tuple[RegorusEngine, Path, dict]) -> None:
@@ -207,7 +206,7 @@ def test_glob_and_in_and_contains_with_hostile_values(
 
     def second_rule(patch: dict[str, Any]) -> bool:
         request = merge_request(base, patch)
-        fired = engine.evaluate("data.aam.intents.hostile_intent.escalations", request)
+        fired = DecisionLocals.of(engine).escalations("hostile_intent", request)
         return 1 in {item["rule"] for item in fired}
 
     assert second_rule({"action": {"parameters": {"tag": EVIL}}})

@@ -34,7 +34,7 @@ DATA = "data.json"
 ROOTS = ["aam"]
 # Where an intent module holds the bundle revision: in its entry's JSON string, whose first
 # key (break_glass) holds no string, so the first such key after the line's start is this one.
-_ENTRY_LINE = b"\nintent := json.unmarshal("
+_ENTRY_LINE = b"\n\tintent := json.unmarshal("
 _UNSTAMPED = b'\\"bundle_revision\\":\\"\\"'
 _UNSTAMPED_DATA = b'{\n  "aam": {\n    "bundle": {\n      "revision": ""\n'
 

@@ -1,7 +1,7 @@
 # The core decision library: every guardrail of DESIGN.md, shared by all compiled intents.
 #
-# A compiled intent module (package aam.intents.<pkg>) holds its registry entry as a literal
-# (`intent`), computes its escalations and calls `decide(intent, escalations)`. The library is
+# A compiled intent module (package aam.intents.<pkg>) has one `decision` rule, which reads its
+# registry entry, computes its escalations and calls `decide(intent, escalations)`. The library is
 # written as functions of that entry plus rules over `input` only: no `data.` reference is on
 # the decision path, so the cost of a decision does not depend on how many intents the bundle
 # holds (regorus resolves any `data.` ref in time that grows with the number of modules; OPA
