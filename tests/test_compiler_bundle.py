@@ -217,7 +217,7 @@ def test_generated_module_shape(tmp_path: Path) -> None:
     assert "package aam.intents.resolve_support_ticket\n" in module
     assert "\nimport rego.v1\n\nimport data.aam.core\n" in module
     # one decision rule, the entry and the escalate rules as its locals (a rule reference would
-    # cost the embedded engine a scan of every module), then the condition helpers
+    # cost the embedded engine a scan of every module)
     assert "\ndecision := core.decide(intent, escalations) if {\n" in module
     assert '\n\tintent := json.unmarshal("{\\"break_glass\\":{' in module
     assert f'\\"bundle_revision\\":\\"{bundle.revision}\\"' in module
@@ -232,18 +232,14 @@ def test_generated_module_shape(tmp_path: Path) -> None:
         '\t\t\t"approval_ttl_seconds": 900,\n'
         "\t\t} |\n"
         '\t\t\tinput.action.tool == "payments.refund"\n'
-        "\t\t\tcond_1_0_0\n"
+        "\t\t\tis_number(input.action.parameters.amount)\n"
+        "\t\t\tinput.action.parameters.amount > 100\n"
         "\t}\n"
         "}\n"
     ) in module
-    assert (
-        "cond_1_0_0 if {\n"
-        "\tis_number(input.action.parameters.amount)\n"
-        "\tinput.action.parameters.amount > 100\n"
-        "}\n"
-    ) in module
+    # a condition that is one body needs no helper rule
     heads = {line.split(" ", 1)[0] for line in module.splitlines() if line[:1].isalpha()}
-    assert heads == {"package", "import", "decision", "cond_1_0_0"}
+    assert heads == {"package", "import", "decision"}
     # opa fmt style: tabs, no trailing whitespace, no double blank lines
     for line in module.splitlines():
         assert line == line.rstrip()

@@ -256,7 +256,7 @@ def test_random_trees_match_the_reference(tmp_path: Path) -> None:
         assert _fired(engine, request) == expected, params
 
 
-def test_helper_rules_are_numbered_per_rule_in_preorder(tmp_path: Path) -> None:
+def test_helper_rules_are_numbered_per_rule_innermost_first(tmp_path: Path) -> None:
     a = {"field": "action.parameters.a", "op": "eq", "value": 1}
     when = {
         "any": [a, {"not": a}, {"all": [a, {"field": "data.x", "op": "exists", "value": False}]}]
@@ -265,17 +265,19 @@ def test_helper_rules_are_numbered_per_rule_in_preorder(tmp_path: Path) -> None:
     bundle = compile_bundle([doc], tmp_path / "b")
     module = bundle.files["aam/intents/demo_intent.rego"].decode()
     heads = [line.split(" ")[0] for line in module.splitlines() if line.startswith("cond_")]
-    assert heads == [
-        "cond_0_0_0",
-        "cond_0_1_0",  # any: one body per branch
-        "cond_0_1_0",
-        "cond_0_1_0",
+    assert heads == [  # rule 0 is one body: inlined, no helper
+        "cond_0_1_0",  # a
         "cond_0_1_1",  # not a
-        "cond_0_1_2",  # a
-        "cond_0_1_3",  # all [a, exists false]
-        "cond_0_1_4",  # exists false = not present
-        "cond_0_1_5",  # present
+        "cond_0_1_2",  # present
+        "cond_0_1_3",  # exists false = not present
+        "cond_0_1_4",  # all [a, exists false]
+        "cond_0_1_5",  # any: one body per branch
+        "cond_0_1_5",
+        "cond_0_1_5",
     ]
+    # where the escalate rule is decided: rule 0's condition inline, rule 1's by reference
+    assert '\t\t\tinput.action.tool == "t.x"\n\t\t\tinput.action.parameters.a == 1\n\t}' in module
+    assert '\t\t\tinput.action.tool == "t.x"\n\t\t\tcond_0_1_5\n\t}' in module
 
 
 @pytest.mark.parametrize(

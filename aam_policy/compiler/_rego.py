@@ -214,11 +214,14 @@ def leaf_line(cond: dict[str, Any]) -> dict[str, Any]:
 
 
 class ConditionCompiler:
-    """Compiles one escalate rule's `when` into helper rules named `<prefix>_<n>` (preorder).
+    """Compiles one escalate rule's `when` into the lines of that rule's body, plus helper rules
+    named `<prefix>_<n>` (numbered as created, innermost first) for what one body cannot hold.
 
     Semantics: a field condition on a missing field is false, so `not` of it is true, except
     `exists: false`, which is `not (field exists)`. `all` is one body, `any` one body per
-    branch, `not` negates a helper rule. Field conditions inside `all` / `any` are inlined.
+    branch, `not` negates a helper rule. Field conditions inside `all` / `any` are inlined, and
+    so is a `when` that is one body: the embedded engine pays a scan of the modules for every
+    rule it evaluates through a reference.
     """
 
     def __init__(self, prefix: str, where: str) -> None:
@@ -226,29 +229,37 @@ class ConditionCompiler:
         self.where = where
         self.helpers: list[Helper] = []
 
-    def compile(self, cond: dict[str, Any]) -> str:
-        return self._helper(cond, self.where)
+    def compile(self, cond: dict[str, Any]) -> list[dict[str, Any]]:
+        bodies = self._bodies(cond, self.where)
+        if len(bodies) == 1:
+            return bodies[0]
+        return [{"kind": "ref", "name": self._add(self.where, bodies)}]
 
     def _helper(self, cond: dict[str, Any], where: str) -> str:
-        helper = Helper(f"{self.prefix}_{len(self.helpers)}", where)
+        return self._add(where, self._bodies(cond, where))
+
+    def _add(self, where: str, bodies: list[list[dict[str, Any]]]) -> str:
+        helper = Helper(f"{self.prefix}_{len(self.helpers)}", where, bodies)
         self.helpers.append(helper)
-        if "all" in cond:
-            body: list[dict[str, Any]] = []
-            for i, child in enumerate(cond["all"]):
-                body.extend(self._inline(child, f"{where}.all[{i}]"))
-            helper.bodies.append(body)
-        elif "any" in cond:
-            for i, child in enumerate(cond["any"]):
-                helper.bodies.append(self._inline(child, f"{where}.any[{i}]"))
-        elif "not" in cond:
-            negated = self._helper(cond["not"], f"{where}.not")
-            helper.bodies.append([{"kind": "not", "name": negated}])
-        elif cond["op"] == "exists" and cond["value"] is False:
-            present = self._helper({**cond, "value": True}, f"{where} (field present)")
-            helper.bodies.append([{"kind": "not", "name": present}])
-        else:
-            helper.bodies.append([leaf_line(cond)])
         return helper.name
+
+    def _bodies(self, cond: dict[str, Any], where: str) -> list[list[dict[str, Any]]]:
+        if "all" in cond:
+            return [
+                [
+                    line
+                    for i, child in enumerate(cond["all"])
+                    for line in self._inline(child, f"{where}.all[{i}]")
+                ]
+            ]
+        if "any" in cond:
+            return [self._inline(child, f"{where}.any[{i}]") for i, child in enumerate(cond["any"])]
+        if "not" in cond:
+            return [[{"kind": "not", "name": self._helper(cond["not"], f"{where}.not")}]]
+        if cond["op"] == "exists" and cond["value"] is False:
+            present = self._helper({**cond, "value": True}, f"{where} (field present)")
+            return [[{"kind": "not", "name": present}]]
+        return [[leaf_line(cond)]]
 
     def _inline(self, cond: dict[str, Any], where: str) -> list[dict[str, Any]]:
         if "op" in cond and not (cond["op"] == "exists" and cond["value"] is False):

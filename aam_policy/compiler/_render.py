@@ -92,7 +92,7 @@ def render_intent_module(doc: dict[str, Any], entry: dict[str, Any], bundle_revi
     for t, tool in enumerate(doc["spec"]["tools"]):
         for r, rule in enumerate(tool["escalate"]):
             where = f"spec.tools[{t}].escalate[{r}]"
-            condition = None
+            condition: list[dict[str, Any]] = []
             if rule["when"] is not None:
                 compiler = ConditionCompiler(f"cond_{t}_{r}", f"{where}.when")
                 condition = compiler.compile(rule["when"])
