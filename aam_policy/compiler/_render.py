@@ -85,8 +85,9 @@ def registry_entry(original: dict[str, Any], doc: dict[str, Any]) -> dict[str, A
 
 
 def render_intent_module(doc: dict[str, Any], entry: dict[str, Any], bundle_revision: str) -> str:
-    """`aam/intents/<pkg>.rego`: the escalations of every tool, the registry `entry` with the
-    bundle revision (a JSON string read by json.unmarshal), then `decision`."""
+    """`aam/intents/<pkg>.rego`: `decision`, which holds the registry `entry` with the bundle
+    revision (a JSON string read by json.unmarshal) and every tool's escalate rules as locals,
+    then the helper rules of conditions that one body cannot hold."""
     escalations: list[dict[str, Any]] = []
     helpers: list[Helper] = []
     for t, tool in enumerate(doc["spec"]["tools"]):
