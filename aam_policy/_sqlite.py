@@ -35,7 +35,8 @@ class _ThreadConn(threading.local):
 class ThreadConnections:
     """Connections to `path` in WAL mode, one per thread, in autocommit mode (each read is a
     fresh snapshot; writes go through `transaction`). `pragmas` run on every new connection;
-    rows are `sqlite3.Row` unless `named_rows=False`."""
+    rows are `sqlite3.Row` unless `named_rows=False`. `page_size` applies to a file this creates
+    (SQLite fixes the page size when it writes the first page)."""
 
     def __init__(
         self,
@@ -44,11 +45,13 @@ class ThreadConnections:
         timeout: float = 30.0,
         pragmas: Sequence[str] = (),
         named_rows: bool = True,
+        page_size: int | None = None,
     ) -> None:
         self.path = path
         self._timeout = timeout
         self._named_rows = named_rows
         self._pragmas = tuple(pragmas)
+        self._page_size = page_size
         self._local = _ThreadConn()
         self._lock = threading.Lock()
         self._open: list[sqlite3.Connection] = []
@@ -65,6 +68,8 @@ class ThreadConnections:
             if self._named_rows:
                 conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+            if self._page_size is not None:  # before WAL mode writes the first page
+                conn.execute(f"PRAGMA page_size = {int(self._page_size)}")
             # WAL: readers never block the writer; the mode is persistent in the file.
             conn.execute("PRAGMA journal_mode = WAL")
             for pragma in self._pragmas:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from aam_policy._state import StateDir
 from aam_policy.audit import DURABILITY_ENV, AuditStore
+from aam_policy.audit._store import PAGE_SIZE
 from aam_policy.escalation import ApprovalQueue
 from aam_policy.sessions import SessionBroker, SigningKeys
 
@@ -96,3 +99,25 @@ def test_the_state_dir_passes_the_operators_choice_on(tmp_path: Path) -> None:
     default = StateDir(tmp_path / "default", environ={})
     assert default.open_audit().synchronous == "FULL"
     assert default.open_broker().durability == "normal"
+
+
+def _page_size(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+
+def test_a_new_audit_file_gets_small_pages_and_an_existing_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    with AuditStore(tmp_path / "new.db") as store:
+        store.append("decision", "sess_1", {"n": 1})
+    assert _page_size(tmp_path / "new.db") == PAGE_SIZE == 1024
+    # a file made before (SQLite's default 4 KiB pages) is used as it is
+    with contextlib.closing(sqlite3.connect(tmp_path / "old.db")) as conn:
+        conn.execute("CREATE TABLE unrelated (x)")
+        conn.commit()
+    with AuditStore(tmp_path / "old.db") as store:
+        for n in range(3):
+            store.append("decision", "sess_1", {"n": n})
+        assert store.verify().ok and len(store) == 3
+    assert _page_size(tmp_path / "old.db") == 4096
