@@ -5,6 +5,8 @@ the generation a decision was started on, and a retired generation's engines are
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,17 @@ from aam_policy.sidecar._runtime import Generation, PolicyRuntime
 from aam_policy.sidecar._store import Snapshot
 
 
+@contextlib.asynccontextmanager
+async def _serving(bundle: Path) -> AsyncIterator[PolicyRuntime]:
+    """A runtime serving `bundle`, closed afterwards."""
+    runtime = PolicyRuntime()
+    try:
+        await runtime.reload(bundle)
+        yield runtime
+    finally:
+        await runtime.close()
+
+
 def _revision(decision: object) -> object:
     assert isinstance(decision, dict)
     return decision["policy"]["revision"]
@@ -27,9 +40,7 @@ def test_decisions_started_before_a_swap_finish_on_their_generation(tmp_path: Pa
     new = bundle_copy(tmp_path / "new", "rev-new")
 
     async def run() -> None:
-        runtime = PolicyRuntime()
-        try:
-            await runtime.reload(old)
+        async with _serving(old) as runtime:
             n = 53
             before = [
                 asyncio.ensure_future(runtime.evaluate("/aam/decision", request()))
@@ -41,8 +52,6 @@ def test_decisions_started_before_a_swap_finish_on_their_generation(tmp_path: Pa
             assert [_revision(e.value) for e, _ in results] == ["rev-old"] * n
             assert all(s.revision == "rev-old" for _, s in results)
             assert _revision(after[0].value) == "rev-new"
-        finally:
-            await runtime.close()
 
     asyncio.run(run())
 
@@ -53,9 +62,7 @@ def test_decisions_still_queued_when_a_generation_retires_are_answered_by_it(
     bundle = bundle_copy(tmp_path / "b", "rev-1")
 
     async def run() -> None:
-        runtime = PolicyRuntime()
-        try:
-            await runtime.reload(bundle)
+        async with _serving(bundle) as runtime:
             generation = runtime.active
             assert generation is not None
             tasks = [
@@ -68,8 +75,6 @@ def test_decisions_still_queued_when_a_generation_retires_are_answered_by_it(
             results = await asyncio.wait_for(asyncio.gather(*tasks), 30)
             assert [_revision(e.value) for e, _ in results] == ["rev-1"] * 5
             assert generation.engine is None
-        finally:
-            await runtime.close()
 
     asyncio.run(run())
 
@@ -78,15 +83,11 @@ def test_concurrent_decisions_are_all_answered_in_order_of_their_inputs(tmp_path
     bundle = bundle_copy(tmp_path / "b", "rev-1")
 
     async def run() -> None:
-        runtime = PolicyRuntime()
-        try:
-            await runtime.reload(bundle)
+        async with _serving(bundle) as runtime:
             inputs = [request(amount=50 if i % 2 else 500) for i in range(40)]
             results = await asyncio.gather(*(runtime.evaluate("/aam/decision", x) for x in inputs))
             outcomes = [e.value["outcome"] for e, _ in results]
             assert outcomes == ["escalate" if i % 2 == 0 else "allow" for i in range(40)]
-        finally:
-            await runtime.close()
 
     asyncio.run(run())
 
@@ -119,9 +120,7 @@ def test_a_retired_generation_releases_its_engines(tmp_path: Path) -> None:
     second = bundle_copy(tmp_path / "two", "rev-2")
 
     async def run() -> None:
-        runtime = PolicyRuntime()
-        try:
-            await runtime.reload(first)
+        async with _serving(first) as runtime:
             old = runtime.active
             assert old is not None and old.engine is not None and old.policy is not None
             await runtime.evaluate("/aam/decision", request())
@@ -135,8 +134,6 @@ def test_a_retired_generation_releases_its_engines(tmp_path: Path) -> None:
             assert old.engine is None
             decision, _ = await runtime.evaluate("/aam/decision", request())
             assert _revision(decision.value) == "rev-2"
-        finally:
-            await runtime.close()
 
     asyncio.run(run())
 
@@ -150,16 +147,12 @@ def test_a_bundle_that_does_not_parse_leaves_the_active_generation_serving(
     broken.write_text(broken.read_text() + "\nthis is not rego {\n")
 
     async def run() -> None:
-        runtime = PolicyRuntime()
-        try:
-            await runtime.reload(good)
+        async with _serving(good) as runtime:
             with pytest.raises(_runtime.EngineFailure) as refused:
                 await runtime.reload(bad)
             assert refused.value.failure.path is not None
             assert refused.value.failure.path.endswith(broken.name)
             decision, snapshot = await runtime.evaluate("/aam/decision", request())
             assert _revision(decision.value) == "rev-good" and snapshot.revision == "rev-good"
-        finally:
-            await runtime.close()
 
     asyncio.run(run())
