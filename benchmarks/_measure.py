@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks._floor import floor_p50_us
 from benchmarks._generate import (
     GeneratedIntent,
     GeneratedRequest,
@@ -499,13 +500,26 @@ def measure_local(ws: Workspace) -> list[Result]:
             functools.partial(engine.evaluate, "aam/decision"), inputs, [None] * len(inputs)
         )
         validate = _recording(Decision.model_validate, raw, [None] * len(raw))
+        outcomes = [r.outcome for r in ws.requests(n)]
         for _ in range(ws.config.repeats):
-            engine_runs.append(latency_stats(time_calls(evaluate, len(inputs))))
+            samples = time_calls(evaluate, len(inputs))
+            stats = latency_stats(samples)
+            for outcome in sorted(set(outcomes)):
+                share = [s for s, o in zip(samples, outcomes, strict=True) if o == outcome]
+                stats[f"{outcome}_p50_us"] = latency_stats(share)["p50_us"]
+            engine_runs.append(stats)
             model_runs.append(latency_stats(time_calls(validate, len(raw))))
         p2.runs[f"engine_evaluate_{n}"] = engine_runs
         p2.runs[f"decision_model_{n}"] = model_runs
-        breakdown[f"engine_p50_us@{n}"] = medians(engine_runs)["p50_us"]
+        engine_medians = medians(engine_runs)
+        for key, value in engine_medians.items():
+            if key.endswith("p50_us"):
+                breakdown[f"engine_{key}@{n}"] = value
         breakdown[f"model_validate_p50_us@{n}"] = medians(model_runs)["p50_us"]
+        if n == BIG:
+            entry = engine.policy.registry[inputs[0]["intent"]["id"]]
+            floor = floor_p50_us(entry, inputs, ws.config.repeats)
+            breakdown.update({f"floor_{k}": v for k, v in floor.items()})
     big = medians(p2.runs[str(BIG)])
     p2.figures = {f"{k}@1000": v for k, v in big.items()}
     p2.figures.update({f"{k}@10": v for k, v in medians(p2.runs[str(SMALL)]).items()})
@@ -514,8 +528,16 @@ def measure_local(ws: Workspace) -> list[Result]:
     p2.passed = big["p50_us"] <= 60 and big["errors"] == 0
     p2.notes.append(
         "breakdown at 1,000 intents: engine.evaluate alone p50 "
-        f"{fmt_us(breakdown['engine_p50_us@1000'])}, Decision.model_validate alone p50 "
+        f"{fmt_us(breakdown['engine_p50_us@1000'])} (allow "
+        f"{fmt_us(breakdown['engine_allow_p50_us@1000'])}, escalate "
+        f"{fmt_us(breakdown['engine_escalate_p50_us@1000'])}, deny "
+        f"{fmt_us(breakdown['engine_deny_p50_us@1000'])}), Decision.model_validate alone p50 "
         f"{fmt_us(breakdown['model_validate_p50_us@1000'])}"
+    )
+    p2.notes.append(
+        "engine floor, before any check: input in and a trivial rule out p50 "
+        f"{fmt_us(breakdown['floor_input_and_rule_p50_us'])}, plus unpacking one intent's "
+        f"entry {fmt_us(breakdown['floor_entry_unpacked_p50_us'])} (benchmarks/_floor.py)"
     )
     p2.notes += _errors_note(big)
     return [p2]

@@ -122,3 +122,14 @@ def test_instruction_counter_counts_checked_decisions() -> None:
     )
     assert unknown.returncode == 2
     assert "no request has a scenario starting with 'no-such-scenario'" in unknown.stderr
+
+
+def test_engine_floor_answers_with_a_real_entry(generated, engine: RegorusEngine) -> None:
+    from benchmarks._floor import floor_p50_us
+
+    inputs = [r.input for r in generate_requests(generated, 20)]
+    entry = engine.policy.registry[inputs[0]["intent"]["id"]]
+    # each floor policy raises unless it answered every input (the unpacked entry's key count)
+    figures = floor_p50_us(entry, inputs, repeats=1)
+    assert set(figures) == {"input_and_rule_p50_us", "entry_unpacked_p50_us"}
+    assert all(value > 0 for value in figures.values())
