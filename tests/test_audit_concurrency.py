@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from aam_policy.audit import AuditStore
+from aam_policy.audit._store import _Ticket
 
 WRITER = textwrap.dedent(
     """
@@ -221,4 +222,57 @@ def test_a_failing_append_does_not_fail_those_it_shared_a_commit_with(
     assert transactions == 1 + 1 + 3
     assert sorted(e.payload["i"] for e in store.events()) == [0, 1, 3]
     assert store.verify().ok
+    store.close()
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs pthread_kill")
+def test_an_append_interrupted_while_it_waits_is_withdrawn_and_stalls_nobody(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "audit.db"
+    store = AuditStore(db)
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the first append leads and waits for SQLite
+    first = threading.Thread(target=store.append, args=("decision", "sess_first", {"i": "first"}))
+    first.start()
+    deadline = time.monotonic() + 10
+    while not store._leading and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+    def interrupt_the_waiting_main_thread() -> None:
+        while len(store._queue) < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)  # the main thread is asleep in the queue by now
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_the_waiting_main_thread)
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt):
+        store.append("decision", "sess_interrupted", {"i": "interrupted"})
+    interrupter.join(10)
+    assert store._queue == []  # withdrawn: no leader will commit it
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    first.join(10)
+    assert not first.is_alive()
+    after = threading.Thread(target=store.append, args=("decision", "sess_after", {"i": "after"}))
+    after.start()
+    after.join(10)
+    assert not after.is_alive(), "an append after the interrupted one never returned"
+    assert [e.session_id for e in store.events()] == ["sess_first", "sess_after"]
+    assert store.verify().ok
+    store.close()
+
+
+def test_a_withdrawn_caller_that_was_handed_the_lead_passes_it_on(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "audit.db")
+    handed, behind = _Ticket([]), _Ticket([])
+    # as a leader leaves it: `handed` is first in line and its caller is about to be woken
+    store._queue, store._leading, handed.leads = [handed, behind], True, True
+    store._withdraw(handed)
+    assert store._queue == [behind]
+    assert behind.leads and store._leading
+    assert behind.turn.acquire(blocking=False), "the next caller in line was not woken"
+    store._withdraw(behind)  # nobody else waits: nobody leads
+    assert store._queue == [] and not store._leading
     store.close()

@@ -29,10 +29,15 @@ around writes. ``BEGIN IMMEDIATE`` takes SQLite's write lock before the head is 
 writers in other processes queue behind it (busy timeout 30 s) and the chain stays linear.
 
 Group commit: threads that append while another thread's commit is under way queue their
-events, and the next thread to take the lock commits everything queued in one transaction (one
-fsync). Every append still returns only once its events are committed, and each call's events
-stay all-or-none; if a shared transaction fails, each call is retried on its own, so one
-call's failure is never another's. A single writer gets one fsync per append, as before.
+events, and one of them, the leader, commits everything queued in one transaction (one fsync).
+Every append still returns only once its events are committed, and each call's events stay
+all-or-none; if a shared transaction fails, each call is retried on its own, so one call's
+failure is never another's. A single writer gets one fsync per append. A leader that has
+committed wakes the callers it committed for and hands the lead to the first caller still
+waiting: callers whose events are already stored never stand in line for the lead (when they
+did, each commit was followed by two thread wake-ups instead of one: with 4 writers at FULL,
+the disk stood idle ~25% of the time; the hand-off gave +7% appends, the median of eight A/B
+pairs, one of which went the other way).
 """
 
 from __future__ import annotations
@@ -132,15 +137,19 @@ class _Pending(NamedTuple):
 
 
 class _Ticket:
-    """One append call waiting in the group-commit queue."""
+    """One append call in the group-commit queue. Its caller sleeps on `turn` until a leader
+    has committed its items (`done`) or has handed it the lead (`leads`)."""
 
-    __slots__ = ("done", "error", "items", "outcome")
+    __slots__ = ("done", "error", "items", "leads", "outcome", "turn")
 
     def __init__(self, items: Sequence[_Pending]) -> None:
         self.items = items
         self.outcome: list[tuple[AuditEvent, bool]] = []
         self.error: Exception | None = None
         self.done = False
+        self.leads = False
+        self.turn = threading.Lock()
+        self.turn.acquire()
 
 
 class AuditStore:
@@ -165,8 +174,10 @@ class AuditStore:
         self.path = Path(path)
         self._synchronous = _synchronous_for(synchronous, durability)
         self._write_lock = threading.Lock()
-        self._queue_lock = threading.Lock()  # guards `_queue`; never held while writing
-        self._queue: list[_Ticket] = []
+        # guards `_queue` and `_leading`; never held while writing
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Ticket] = []  # callers waiting for a commit, in arrival order
+        self._leading = False  # a caller is committing, or has been handed the lead
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conns = ThreadConnections(
             self.path,
@@ -286,21 +297,59 @@ class AuditStore:
         ticket = _Ticket(items)
         with self._queue_lock:
             self._queue.append(ticket)
-        with self._write_lock:
-            if not ticket.done:  # no earlier leader took it: lead, for everyone queued
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                try:
-                    self._commit(batch)
-                except BaseException:
-                    # Interrupted (KeyboardInterrupt): the other callers still wait for their
-                    # events, which the next thread to take the lock commits.
-                    with self._queue_lock:
-                        self._queue[:0] = [t for t in batch if not t.done and t is not ticket]
-                    raise
+            ticket.leads = not self._leading
+            self._leading = True
+        if not ticket.leads:
+            try:
+                ticket.turn.acquire()  # until committed by a leader, or handed the lead
+            except BaseException:  # interrupted (KeyboardInterrupt) while waiting
+                self._withdraw(ticket)
+                raise
+        if not ticket.done:
+            self._lead(ticket)
         if ticket.error is not None:
             raise ticket.error
         return ticket.outcome
+
+    def _lead(self, ticket: _Ticket) -> None:
+        """Commit everything queued, then wake the callers committed for and pass the lead on."""
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        try:
+            with self._write_lock:
+                self._commit(batch)
+        finally:
+            # Interrupted (KeyboardInterrupt): the other callers still wait for their events,
+            # which the next leader commits.
+            with self._queue_lock:
+                self._queue[:0] = [t for t in batch if not t.done and t is not ticket]
+                successor = self._pass_lead()
+            if successor is not None:
+                successor.turn.release()
+            for other in batch:
+                if other.done and other is not ticket:
+                    other.turn.release()
+
+    def _pass_lead(self) -> _Ticket | None:
+        """The first waiting caller, now the leader (None: nobody leads). Under `_queue_lock`."""
+        successor = self._queue[0] if self._queue else None
+        if successor is not None:
+            successor.leads = True
+        self._leading = successor is not None
+        return successor
+
+    def _withdraw(self, ticket: _Ticket) -> None:
+        """Take an interrupted caller's items out of the queue, handing on the lead it holds."""
+        successor = None
+        with self._queue_lock:
+            if ticket.done:  # committed already: its events stand
+                return
+            if ticket in self._queue:
+                self._queue.remove(ticket)
+            if ticket.leads:
+                successor = self._pass_lead()
+        if successor is not None:
+            successor.turn.release()
 
     def _commit(self, batch: list[_Ticket]) -> None:
         try:
