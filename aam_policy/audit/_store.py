@@ -24,9 +24,10 @@ append. Operators choose with ``$AAM_AUDIT_DURABILITY`` (``full`` | ``normal``),
 neither ``durability`` nor ``synchronous`` (the raw pragma, kept for compatibility) is given,
 so every ``aam`` command, the collector and the Guard's stores follow it.
 
-Concurrency: one connection per thread (and per process after a fork) plus an in-process lock
-around writes. ``BEGIN IMMEDIATE`` takes SQLite's write lock before the head is read, so
-writers in other processes queue behind it (busy timeout 30 s) and the chain stays linear.
+Concurrency: one connection per thread (and per process after a fork); in a process, one
+caller at a time writes (the group-commit leader, below). ``BEGIN IMMEDIATE`` takes SQLite's
+write lock before the head is read, so writers in other processes queue behind it (busy
+timeout 30 s) and the chain stays linear.
 
 Group commit: threads that append while another thread's commit is under way queue their
 events, and one of them, the leader, commits everything queued in one transaction (one fsync).
@@ -173,11 +174,11 @@ class AuditStore:
     ) -> None:
         self.path = Path(path)
         self._synchronous = _synchronous_for(synchronous, durability)
-        self._write_lock = threading.Lock()
         # guards `_queue` and `_leading`; never held while writing
         self._queue_lock = threading.Lock()
         self._queue: list[_Ticket] = []  # callers waiting for a commit, in arrival order
-        self._leading = False  # a caller is committing, or has been handed the lead
+        # a caller is committing or has been handed the lead: the only writer in this process
+        self._leading = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conns = ThreadConnections(
             self.path,
@@ -187,7 +188,7 @@ class AuditStore:
             named_rows=False,
             page_size=PAGE_SIZE,
         )
-        with self._write_lock, self._conns.transaction() as conn:
+        with self._conns.transaction() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
 
@@ -316,8 +317,7 @@ class AuditStore:
         with self._queue_lock:
             batch, self._queue = self._queue, []
         try:
-            with self._write_lock:
-                self._commit(batch)
+            self._commit(batch)
         finally:
             # Interrupted (KeyboardInterrupt): the other callers still wait for their events,
             # which the next leader commits.
